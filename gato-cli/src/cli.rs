@@ -1,0 +1,72 @@
+//! Command-line arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// gato: a generalist agent (Reed et al., 2022) in Rust.
+#[derive(Debug, Parser)]
+#[command(name = "gato", version, about, long_about = None)]
+pub struct Cli {
+    /// Compute backend for every command that computes (see `gato backends`).
+    #[arg(long, global = true, default_value = "cpu", value_name = "NAME")]
+    pub backend: String,
+
+    /// Worker threads for the CPU backend (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Device ordinal for GPU backends.
+    #[arg(long, global = true, default_value_t = 0, value_name = "N")]
+    pub device: usize,
+
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format shared by commands.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Format {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List registered backends and whether each can run on this machine.
+    Backends {
+        /// Output format.
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Show a config (preset or config.json) and its parameter count per component.
+    Info {
+        /// Preset (tiny, small, baseline, large) or path to a config.json.
+        #[arg(long, default_value = "small", value_name = "NAME|PATH")]
+        config: String,
+        /// Output format.
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Verify the selected backend against a reference and measure its GEMM throughput.
+    Check {
+        /// Side of the square matrices of the timed GEMM.
+        #[arg(long, default_value_t = 1024, value_name = "N")]
+        size: usize,
+        /// Output format.
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Write a config preset as config.json (to edit and pass to --config).
+    Config {
+        /// Preset to start from.
+        #[arg(long, default_value = "small", value_name = "NAME|PATH")]
+        config: String,
+        /// Output file (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}

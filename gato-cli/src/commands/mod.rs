@@ -1,0 +1,35 @@
+//! One short function per subcommand; each calls library crates and formats the result.
+
+mod backends;
+mod check;
+mod config;
+mod info;
+
+use std::sync::Arc;
+
+use gato_core::{Backend, BackendOptions, Result};
+
+use crate::cli::{Cli, Command};
+
+/// Validate the global options, then run the subcommand.
+pub fn dispatch(cli: &Cli) -> Result<()> {
+    // An unknown backend name is rejected whatever the subcommand, with the list of valid names.
+    gato_core::backend_entry(&cli.backend)?;
+    match &cli.command {
+        Command::Backends { format } => backends::run(format.json),
+        Command::Info { config, format } => info::run(config, format.json),
+        Command::Check { size, format } => check::run(&backend(cli)?, *size, format.json),
+        Command::Config { config, out } => config::run(config, out.as_deref()),
+    }
+}
+
+/// The backend selected with `--backend`, probed and created (unavailable → "CUDA backend unavailable: …").
+fn backend(cli: &Cli) -> Result<Arc<dyn Backend>> {
+    gato_core::create_backend(
+        &cli.backend,
+        &BackendOptions {
+            threads: cli.threads,
+            device: cli.device,
+        },
+    )
+}

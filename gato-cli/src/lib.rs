@@ -1,0 +1,83 @@
+//! # gato-cli
+//!
+//! The `gato` command line as a library. `gato_cli::run()` is the whole program, so a third party adds plugins by
+//! writing a three-line binary:
+//!
+//! ```ignore
+//! use their_plugin as _; // link the crate so its `inventory::submit!` entries exist
+//! fn main() -> std::process::ExitCode { gato_cli::run() }
+//! ```
+//!
+//! This crate parses arguments, formats output and times things; the logic lives in the library crates.
+
+#![warn(missing_docs)]
+
+// Link the plugin crates by name: a dependency that is never named is dropped by rustc, and its
+// `inventory::submit!` entries with it (the CUDA backend, the byte tokenizer).
+use gato_cuda as _;
+use gato_tokenizers as _;
+
+mod cli;
+mod commands;
+mod output;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use cli::{Cli, Command};
+
+/// Backends every `gato` binary built from this crate must have registered.
+pub const EXPECTED_BACKENDS: [&str; 2] = ["cpu", "cuda"];
+
+/// Names of the backends registered in this binary.
+pub fn registered_backends() -> Vec<&'static str> {
+    gato_core::backends().iter().map(|e| e.name).collect()
+}
+
+/// Run `gato` with the process's arguments.
+pub fn run() -> ExitCode {
+    run_from(std::env::args_os())
+}
+
+/// Run `gato` with the given arguments (the first is the program name). Errors are printed to stderr without a
+/// backtrace and give exit code 1; usage errors give clap's code 2.
+pub fn run_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    match commands::dispatch(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::error(&e.to_string());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inventory linking trap: both backends must be registered in anything linking this crate.
+    #[test]
+    fn expected_backends_are_registered() {
+        let names = registered_backends();
+        for b in EXPECTED_BACKENDS {
+            assert!(
+                names.contains(&b),
+                "backend `{b}` missing from the registry: {names:?}"
+            );
+        }
+        assert!(gato_core::tokenizers().iter().any(|t| t.name == "bytes"));
+    }
+}

@@ -1,0 +1,65 @@
+//! CPU backend op throughput. `cargo bench -p gato-core --bench ops`.
+//!
+//! The GEMM shape is the `small` preset's first FF matrix on 1024 tokens, (1024×768)·(768×3072): 4.83 GFLOP.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gato_core::cpu::CpuBackend;
+use gato_core::{AttentionSpec, Backend, HostSlice, MatmulSpec, Shape};
+
+fn data(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let be = CpuBackend::new(None).expect("cpu backend");
+    let (m, k, n) = (1024, 768, 3072);
+    let a = be
+        .upload(HostSlice::F32(&data(m * k)), &Shape::from([m, k]))
+        .unwrap();
+    let b = be
+        .upload(HostSlice::F32(&data(k * n)), &Shape::from([k, n]))
+        .unwrap();
+    let mut g = c.benchmark_group("cpu");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements((2 * m * k * n) as u64));
+    g.bench_function("matmul 1024x768x3072 (elements = FLOP)", |bch| {
+        bch.iter(|| be.matmul(&a, &b, &MatmulSpec::default()).unwrap())
+    });
+    let (bs, h, t, d) = (1, 24, 1024, 32);
+    let q = be
+        .upload(
+            HostSlice::F32(&data(bs * h * t * d)),
+            &Shape::from([bs, h, t, d]),
+        )
+        .unwrap();
+    let spec = AttentionSpec {
+        scale: 1.0 / (d as f32).sqrt(),
+        causal: true,
+        ..Default::default()
+    };
+    // Causal attention FLOP: QKᵀ and PV over the lower triangle, 2·2·h·(t²/2)·d.
+    g.throughput(Throughput::Elements((2 * h * t * t * d) as u64));
+    g.bench_function(
+        "causal attention 24 heads x 1024 x 32 (elements = FLOP)",
+        |bch| bch.iter(|| be.attention(&q, &q, &q, &spec).unwrap()),
+    );
+    let x = be
+        .upload(HostSlice::F32(&data(1024 * 768)), &Shape::from([1024, 768]))
+        .unwrap();
+    let gamma = be
+        .upload(HostSlice::F32(&vec![1.0; 768]), &Shape::from([768]))
+        .unwrap();
+    let beta = be
+        .zeros(&Shape::from([768]), gato_core::DType::F32)
+        .unwrap();
+    g.throughput(Throughput::Bytes((2 * 1024 * 768 * 4) as u64));
+    g.bench_function("layer_norm 1024x768 (bytes read+written)", |bch| {
+        bch.iter(|| be.layer_norm(&x, &gamma, &beta, 1e-5).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,79 @@
+//! Elementwise kernels: unary functions, broadcast binary ops, affine, GEGLU.
+
+use rayon::prelude::*;
+
+use crate::backend::{BinaryOp, UnaryOp};
+
+/// Elements per parallel chunk; smaller inputs run on one thread.
+pub(crate) const CHUNK: usize = 1 << 14;
+
+/// Exact GELU, `x/2 · (1 + erf(x/√2))` (SPEC §6).
+#[inline]
+pub(crate) fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// Apply `f` to every element in parallel chunks.
+pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &v)| *o = f(v)));
+    out
+}
+
+pub(crate) fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
+    match op {
+        UnaryOp::Gelu => map(x, gelu),
+        UnaryOp::Relu => map(x, |v| v.max(0.0)),
+        UnaryOp::Exp => map(x, f32::exp),
+        UnaryOp::Tanh => map(x, f32::tanh),
+        UnaryOp::Neg => map(x, |v| -v),
+    }
+}
+
+/// `a ∘ b` with `b` (length `inner`) repeated over `a`.
+pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let f: fn(f32, f32) -> f32 = match op {
+        BinaryOp::Add => |x, y| x + y,
+        BinaryOp::Sub => |x, y| x - y,
+        BinaryOp::Mul => |x, y| x * y,
+        BinaryOp::Div => |x, y| x / y,
+        BinaryOp::Maximum => f32::max,
+    };
+    let mut out = vec![0.0f32; a.len()];
+    if b.is_empty() {
+        return out;
+    }
+    let inner = b.len();
+    // Chunks are whole multiples of `inner` so each chunk starts at b[0].
+    let rows_per_chunk = (CHUNK / inner).max(1);
+    out.par_chunks_mut(rows_per_chunk * inner)
+        .zip(a.par_chunks(rows_per_chunk * inner))
+        .for_each(|(o, x)| {
+            for (o_row, x_row) in o.chunks_mut(inner).zip(x.chunks(inner)) {
+                for ((o, &x), &y) in o_row.iter_mut().zip(x_row).zip(b) {
+                    *o = f(x, y);
+                }
+            }
+        });
+    out
+}
+
+/// GEGLU over rows of `2F`: `gelu(first half) · second half`.
+pub(crate) fn geglu(x: &[f32], f: usize) -> Vec<f32> {
+    let rows = if f == 0 { 0 } else { x.len() / (2 * f) };
+    let mut out = vec![0.0f32; rows * f];
+    if f == 0 {
+        return out;
+    }
+    out.par_chunks_mut(f)
+        .zip(x.par_chunks(2 * f))
+        .for_each(|(o, row)| {
+            let (g, lin) = row.split_at(f);
+            for ((o, &g), &l) in o.iter_mut().zip(g).zip(lin) {
+                *o = gelu(g) * l;
+            }
+        });
+    out
+}

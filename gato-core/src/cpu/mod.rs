@@ -1,0 +1,434 @@
+//! The CPU backend (`cpu`): ndarray storage, the `gemm` crate for matrix products, rayon for threads.
+//!
+//! Each op family's kernel lives in its own file (`matmul`, `elementwise`, `norm`, `attention`, `conv`, `layout`);
+//! this file validates arguments with [`crate::ops`], unwraps storage and runs the kernel inside the backend's
+//! own rayon pool, so `--threads` bounds every op.
+
+mod attention;
+mod conv;
+mod elementwise;
+mod layout;
+mod matmul;
+mod norm;
+mod storage;
+
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use ndarray::{ArrayD, IxDyn};
+
+pub use storage::{CpuStorage, CPU_BACKEND_NAME};
+
+use crate::backend::{AttentionSpec, Backend, BinaryOp, Conv2dSpec, MatmulSpec, UnaryOp};
+use crate::dtype::{DType, HostData, HostSlice};
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::registry::{BackendEntry, BackendOptions};
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+
+/// The CPU backend. Cheap to share (`Arc<dyn Backend>`); owns a rayon pool of `threads` workers.
+pub struct CpuBackend {
+    pool: rayon::ThreadPool,
+    threads: usize,
+}
+
+impl std::fmt::Debug for CpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpuBackend {{ threads: {} }}", self.threads)
+    }
+}
+
+/// SIMD features the GEMM kernels can use on this machine (detected at run time).
+pub fn cpu_features() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut f = Vec::new();
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            f.push("avx512f");
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            f.push("avx2");
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            f.push("fma");
+        }
+        if f.is_empty() {
+            "sse2".to_string()
+        } else {
+            f.join("+")
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_string()
+    }
+}
+
+fn available_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+impl CpuBackend {
+    /// A backend with `threads` workers (`None`: all cores). Zero threads is an error.
+    pub fn new(threads: Option<usize>) -> Result<Self> {
+        let threads = threads.unwrap_or_else(available_threads);
+        if threads == 0 {
+            return Err(Error::OutOfRange {
+                op: "CpuBackend::new",
+                what: "threads".into(),
+                value: "0".into(),
+                allowed: "≥ 1".into(),
+            });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("gato-cpu-{i}"))
+            .build()
+            .map_err(|e| Error::Backend {
+                backend: CPU_BACKEND_NAME.into(),
+                op: "create",
+                detail: e.to_string(),
+            })?;
+        Ok(CpuBackend { pool, threads })
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn storage<'a>(&self, op: &'static str, t: &'a Tensor) -> Result<&'a CpuStorage> {
+        t.storage_as::<CpuStorage>(op, CPU_BACKEND_NAME)
+    }
+
+    fn f32s<'a>(&self, op: &'static str, name: &str, t: &'a Tensor) -> Result<&'a [f32]> {
+        match self.storage(op, t)? {
+            CpuStorage::F32(a) => a
+                .as_slice()
+                .ok_or_else(|| internal(op, "non-contiguous storage")),
+            other => Err(Error::DType {
+                op,
+                detail: format!("`{name}` has dtype {}, expected f32", other.dtype()),
+            }),
+        }
+    }
+
+    fn u32s<'a>(&self, op: &'static str, name: &str, t: &'a Tensor) -> Result<&'a [u32]> {
+        match self.storage(op, t)? {
+            CpuStorage::U32(a) => a
+                .as_slice()
+                .ok_or_else(|| internal(op, "non-contiguous storage")),
+            other => Err(Error::DType {
+                op,
+                detail: format!("`{name}` has dtype {}, expected u32", other.dtype()),
+            }),
+        }
+    }
+
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.pool.install(f)
+    }
+}
+
+fn internal(op: &'static str, detail: impl Into<String>) -> Error {
+    Error::Backend {
+        backend: CPU_BACKEND_NAME.into(),
+        op,
+        detail: detail.into(),
+    }
+}
+
+fn wrap(op: &'static str, shape: Shape, storage: CpuStorage) -> Result<Tensor> {
+    let dtype = storage.dtype();
+    Ok(Tensor::from_storage(shape, dtype, Arc::new(storage))).inspect(|t| {
+        debug_assert_eq!(
+            t.storage().size_in_bytes(),
+            t.elem_count() * dtype.size_in_bytes(),
+            "{op}"
+        )
+    })
+}
+
+fn array<T>(op: &'static str, shape: &Shape, data: Vec<T>) -> Result<ArrayD<T>> {
+    ArrayD::from_shape_vec(IxDyn(shape.dims()), data).map_err(|e| internal(op, e.to_string()))
+}
+
+fn wrap_f32(op: &'static str, shape: Shape, data: Vec<f32>) -> Result<Tensor> {
+    let a = array(op, &shape, data)?;
+    wrap(op, shape, CpuStorage::F32(a))
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &str {
+        CPU_BACKEND_NAME
+    }
+
+    fn device_description(&self) -> String {
+        format!("{} threads, {}", self.threads, cpu_features())
+    }
+
+    fn supports_dtype(&self, _dtype: DType) -> bool {
+        true
+    }
+
+    fn upload(&self, data: HostSlice<'_>, shape: &Shape) -> Result<Tensor> {
+        const OP: &str = "upload";
+        let n = shape.checked_elem_count(OP)?;
+        if data.len() != n {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{} values cannot fill shape {shape} ({n} elements)",
+                    data.len()
+                ),
+            ));
+        }
+        let storage = match data {
+            HostSlice::F32(s) => CpuStorage::F32(array(OP, shape, s.to_vec())?),
+            HostSlice::F16(s) => CpuStorage::F16(array(OP, shape, s.to_vec())?),
+            HostSlice::BF16(s) => CpuStorage::BF16(array(OP, shape, s.to_vec())?),
+            HostSlice::U32(s) => CpuStorage::U32(array(OP, shape, s.to_vec())?),
+        };
+        wrap(OP, shape.clone(), storage)
+    }
+
+    fn download(&self, x: &Tensor) -> Result<HostData> {
+        Ok(match self.storage("download", x)? {
+            CpuStorage::F32(a) => HostData::F32(a.iter().copied().collect()),
+            CpuStorage::F16(a) => HostData::F16(a.iter().copied().collect()),
+            CpuStorage::BF16(a) => HostData::BF16(a.iter().copied().collect()),
+            CpuStorage::U32(a) => HostData::U32(a.iter().copied().collect()),
+        })
+    }
+
+    fn zeros(&self, shape: &Shape, dtype: DType) -> Result<Tensor> {
+        const OP: &str = "zeros";
+        let n = shape.checked_elem_count(OP)?;
+        let storage = match dtype {
+            DType::F32 => CpuStorage::F32(array(OP, shape, vec![0.0; n])?),
+            DType::F16 => CpuStorage::F16(array(OP, shape, vec![f16::ZERO; n])?),
+            DType::BF16 => CpuStorage::BF16(array(OP, shape, vec![bf16::ZERO; n])?),
+            DType::U32 => CpuStorage::U32(array(OP, shape, vec![0; n])?),
+        };
+        wrap(OP, shape.clone(), storage)
+    }
+
+    fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        const OP: &str = "cast";
+        let src = self.storage(OP, x)?;
+        if !(src.dtype().is_float() && dtype.is_float()) && src.dtype() != dtype {
+            return Err(Error::DType {
+                op: OP,
+                detail: format!(
+                    "cannot cast {} to {dtype}: only float dtypes convert",
+                    src.dtype()
+                ),
+            });
+        }
+        // Widen to f32 first, then narrow: exact for f16/bf16 → f32, round-to-nearest-even when narrowing.
+        let wide: ArrayD<f32> = match src {
+            CpuStorage::F32(a) => a.clone(),
+            CpuStorage::F16(a) => a.mapv(f16::to_f32),
+            CpuStorage::BF16(a) => a.mapv(bf16::to_f32),
+            CpuStorage::U32(a) => return wrap(OP, x.shape().clone(), CpuStorage::U32(a.clone())),
+        };
+        let storage = match dtype {
+            DType::F32 => CpuStorage::F32(wide),
+            DType::F16 => CpuStorage::F16(wide.mapv(f16::from_f32)),
+            DType::BF16 => CpuStorage::BF16(wide.mapv(bf16::from_f32)),
+            DType::U32 => unreachable!("rejected above"),
+        };
+        wrap(OP, x.shape().clone(), storage)
+    }
+
+    fn matmul(&self, a: &Tensor, b: &Tensor, spec: &MatmulSpec) -> Result<Tensor> {
+        const OP: &str = "matmul";
+        let d = ops::matmul_dims(a.shape(), b.shape(), spec)?;
+        let (av, bv) = (self.f32s(OP, "a", a)?, self.f32s(OP, "b", b)?);
+        let out = self.run(|| matmul::matmul(av, bv, &d, spec, self.threads));
+        wrap_f32(OP, d.out, out)
+    }
+
+    fn unary(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
+        let xv = self.f32s("unary", "x", x)?;
+        let out = self.run(|| elementwise::unary(op, xv));
+        wrap_f32("unary", x.shape().clone(), out)
+    }
+
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        const OP: &str = "binary";
+        ops::broadcast_dims(OP, a.shape(), b.shape())?;
+        let (av, bv) = (self.f32s(OP, "a", a)?, self.f32s(OP, "b", b)?);
+        let out = self.run(|| elementwise::binary(op, av, bv));
+        wrap_f32(OP, a.shape().clone(), out)
+    }
+
+    fn affine(&self, x: &Tensor, mul: f32, add: f32) -> Result<Tensor> {
+        let xv = self.f32s("affine", "x", x)?;
+        let out = self.run(|| elementwise::map(xv, |v| v * mul + add));
+        wrap_f32("affine", x.shape().clone(), out)
+    }
+
+    fn geglu(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, f, shape) = ops::geglu_dims(x.shape())?;
+        let xv = self.f32s("geglu", "x", x)?;
+        let out = self.run(|| elementwise::geglu(xv, f));
+        wrap_f32("geglu", shape, out)
+    }
+
+    fn layer_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Tensor> {
+        const OP: &str = "layer_norm";
+        let (_, d) = ops::layer_norm_dims(x.shape(), gamma.shape(), beta.shape())?;
+        let (xv, g, b) = (
+            self.f32s(OP, "x", x)?,
+            self.f32s(OP, "gamma", gamma)?,
+            self.f32s(OP, "beta", beta)?,
+        );
+        let out = self.run(|| norm::layer_norm(xv, d, g, b, eps));
+        wrap_f32(OP, x.shape().clone(), out)
+    }
+
+    fn group_norm(
+        &self,
+        x: &Tensor,
+        groups: usize,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f32,
+    ) -> Result<Tensor> {
+        const OP: &str = "group_norm";
+        let d = ops::group_norm_dims(x.shape(), groups, gamma.shape(), beta.shape())?;
+        let (xv, g, b) = (
+            self.f32s(OP, "x", x)?,
+            self.f32s(OP, "gamma", gamma)?,
+            self.f32s(OP, "beta", beta)?,
+        );
+        let out = self.run(|| norm::group_norm(xv, &d, g, b, eps));
+        wrap_f32(OP, x.shape().clone(), out)
+    }
+
+    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        let d = x.shape().last_dim("softmax")?;
+        let xv = self.f32s("softmax", "x", x)?;
+        let out = self.run(|| norm::softmax(xv, d, false));
+        wrap_f32("softmax", x.shape().clone(), out)
+    }
+
+    fn log_softmax(&self, x: &Tensor) -> Result<Tensor> {
+        let d = x.shape().last_dim("log_softmax")?;
+        let xv = self.f32s("log_softmax", "x", x)?;
+        let out = self.run(|| norm::softmax(xv, d, true));
+        wrap_f32("log_softmax", x.shape().clone(), out)
+    }
+
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        spec: &AttentionSpec,
+    ) -> Result<Tensor> {
+        const OP: &str = "attention";
+        let d = ops::attention_dims(q.shape(), k.shape(), v.shape(), spec)?;
+        let (qv, kv, vv) = (
+            self.f32s(OP, "q", q)?,
+            self.f32s(OP, "k", k)?,
+            self.f32s(OP, "v", v)?,
+        );
+        let out = self.run(|| attention::attention(qv, kv, vv, &d, spec));
+        wrap_f32(OP, Shape::new([d.b, d.h, d.tq, d.dv]), out)
+    }
+
+    fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        const OP: &str = "embedding";
+        let (v, d, shape) = ops::embedding_dims(table.shape(), ids.shape())?;
+        let (t, idv) = (self.f32s(OP, "table", table)?, self.u32s(OP, "ids", ids)?);
+        ops::check_ids(idv, v)?;
+        let mut out = Vec::with_capacity(idv.len() * d);
+        for &id in idv {
+            let r = id as usize * d;
+            out.extend_from_slice(&t[r..r + d]);
+        }
+        wrap_f32(OP, shape, out)
+    }
+
+    fn conv2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        spec: &Conv2dSpec,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv2d";
+        let d = ops::conv2d_dims(x.shape(), w.shape(), bias.map(|b| b.shape()), spec)?;
+        let (xv, wv) = (self.f32s(OP, "x", x)?, self.f32s(OP, "w", w)?);
+        let bv = bias.map(|b| self.f32s(OP, "bias", b)).transpose()?;
+        let out = self.run(|| conv::conv2d(xv, wv, bv, &d, self.threads));
+        wrap_f32(OP, Shape::new([d.n, d.o, d.oh, d.ow]), out)
+    }
+
+    fn concat(&self, xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+        const OP: &str = "concat";
+        let shapes: Vec<&Shape> = xs.iter().map(|t| t.shape()).collect();
+        let (shape, _, _) = ops::concat_dims(&shapes, axis)?;
+        let dtype = xs[0].dtype();
+        let storages = xs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if t.dtype() != dtype {
+                    return Err(Error::DType {
+                        op: OP,
+                        detail: format!("tensor {i} has dtype {}, tensor 0 has {dtype}", t.dtype()),
+                    });
+                }
+                self.storage(OP, t)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        wrap(
+            OP,
+            shape,
+            layout::concat(&storages, axis).map_err(|e| internal(OP, e))?,
+        )
+    }
+
+    fn slice(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+        const OP: &str = "slice";
+        let (shape, _, _, _) = ops::slice_dims(x.shape(), axis, start, len)?;
+        wrap(
+            OP,
+            shape,
+            layout::slice(self.storage(OP, x)?, axis, start, len),
+        )
+    }
+
+    fn permute(&self, x: &Tensor, perm: &[usize]) -> Result<Tensor> {
+        const OP: &str = "permute";
+        let shape = ops::permute_dims(x.shape(), perm)?;
+        wrap(OP, shape, layout::permute(self.storage(OP, x)?, perm))
+    }
+}
+
+fn probe() -> std::result::Result<String, String> {
+    Ok(format!(
+        "{} threads, {}",
+        available_threads(),
+        cpu_features()
+    ))
+}
+
+fn create(options: &BackendOptions) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(CpuBackend::new(options.threads)?))
+}
+
+inventory::submit! {
+    BackendEntry {
+        name: CPU_BACKEND_NAME,
+        description: "CPU: ndarray storage, gemm-crate GEMM with run-time SIMD dispatch, rayon threads",
+        probe,
+        create,
+    }
+}

@@ -1,0 +1,86 @@
+//! Normalisation and softmax kernels: LayerNorm (§2.2), GroupNorm (App. C.2), softmax and log-softmax.
+
+use rayon::prelude::*;
+
+use crate::ops::GroupNormDims;
+
+/// Mean and biased variance of a slice, two-pass for accuracy.
+fn mean_var(x: &[f32]) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, var)
+}
+
+/// LayerNorm over rows of `d`.
+pub(crate) fn layer_norm(x: &[f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    if d == 0 {
+        return out;
+    }
+    out.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .for_each(|(o, row)| {
+            let (mean, var) = mean_var(row);
+            let inv = 1.0 / (var + eps).sqrt();
+            for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
+                *o = (v - mean) * inv * g + b;
+            }
+        });
+    out
+}
+
+/// GroupNorm on NCHW: the channels of one group are contiguous in memory, so each (n, group) is one slice.
+pub(crate) fn group_norm(
+    x: &[f32],
+    d: &GroupNormDims,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) -> Vec<f32> {
+    let cg = d.c / d.groups;
+    let group_len = cg * d.hw;
+    let mut out = vec![0.0f32; x.len()];
+    if group_len == 0 {
+        return out;
+    }
+    out.par_chunks_mut(group_len)
+        .zip(x.par_chunks(group_len))
+        .enumerate()
+        .for_each(|(i, (o, grp))| {
+            let g = i % d.groups;
+            let (mean, var) = mean_var(grp);
+            let inv = 1.0 / (var + eps).sqrt();
+            for (ci, (o_ch, x_ch)) in o.chunks_mut(d.hw).zip(grp.chunks(d.hw)).enumerate() {
+                let c = g * cg + ci;
+                for (o, &v) in o_ch.iter_mut().zip(x_ch) {
+                    *o = (v - mean) * inv * gamma[c] + beta[c];
+                }
+            }
+        });
+    out
+}
+
+/// Softmax (or log-softmax) over rows of `d`, max-subtracted.
+pub(crate) fn softmax(x: &[f32], d: usize, log: bool) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    if d == 0 {
+        return out;
+    }
+    out.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .for_each(|(o, row)| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+            if log {
+                let lse = max + sum.ln();
+                o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - lse);
+            } else {
+                let inv = 1.0 / sum;
+                o.iter_mut()
+                    .zip(row)
+                    .for_each(|(o, &v)| *o = (v - max).exp() * inv);
+            }
+        });
+    out
+}

@@ -1,0 +1,144 @@
+//! Parameter counting per component, from the config alone (used by `gato info`).
+//!
+//! The counts follow the architecture of SPEC §5–§6 exactly as gato-rs builds it; the paper's figures (Table 6:
+//! 79M / 364M / 1.18B) cannot be reproduced by any reading of the paper (SPEC §1), so both are shown side by side.
+
+use serde::Serialize;
+
+use crate::config::{ActionLocalPosition, Activation, GatoConfig};
+use crate::error::Result;
+
+/// Parameters of one component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComponentParams {
+    /// Component name, e.g. `shared token embedding`.
+    pub name: String,
+    /// Where it comes from in the paper.
+    pub paper_section: String,
+    /// Exact parameter count.
+    pub params: u64,
+}
+
+/// Per-component and total parameter counts of a config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParameterCount {
+    /// Components in forward order.
+    pub components: Vec<ComponentParams>,
+    /// Sum of all components.
+    pub total: u64,
+    /// Parameters of the transformer blocks only (the figure model-size tables usually quote).
+    pub transformer_blocks: u64,
+}
+
+/// The figure the paper quotes for a preset (Table 6), if `config` equals that preset's transformer shape.
+pub fn paper_parameter_count(config: &GatoConfig) -> Option<(&'static str, u64)> {
+    let shape = (
+        config.num_transformer_blocks,
+        config.num_attention_heads,
+        config.layer_width,
+        config.feedforward_hidden_size,
+        config.key_value_size,
+    );
+    match shape {
+        (8, 24, 768, 3072, 32) => Some(("79M", 79_000_000)),
+        (12, 12, 1536, 6144, 128) => Some(("364M", 364_000_000)),
+        (24, 16, 2048, 8192, 128) => Some(("1.18B", 1_180_000_000)),
+        _ => None,
+    }
+}
+
+/// Parameters of one transformer block: two LayerNorms, Q/K/V/O with biases, and the feed-forward network.
+pub fn block_params(c: &GatoConfig) -> u64 {
+    let w = c.layer_width as u64;
+    let inner = c.attention_width() as u64;
+    let ff = c.feedforward_hidden_size as u64;
+    let layer_norms = 2 * (2 * w);
+    let qkv = 3 * (w * inner + inner);
+    let out = inner * w + w;
+    let ff_in = match c.activation {
+        Activation::Gelu => w * ff + ff,
+        Activation::Geglu => w * 2 * ff + 2 * ff,
+    };
+    let ff_out = ff * w + w;
+    layer_norms + qkv + out + ff_in + ff_out
+}
+
+/// Count every parameter of the model a config describes.
+pub fn count_parameters(c: &GatoConfig) -> Result<ParameterCount> {
+    let layout = c.layout()?;
+    let w = c.layer_width as u64;
+    let vocab = layout.vocab_size as u64;
+    let ch = c.patch_embedding_channels as u64;
+    let p = c.img_patch_size as u64;
+
+    let stem = c.image_channels as u64 * ch + ch;
+    let res_block = 2 * (2 * ch) + 2 * (ch * ch * 9 + ch);
+    let patch = stem + c.num_res_blocks as u64 * res_block + (ch * p * p) * w + w;
+    let local_rows = c.local_position_encoding_size as u64
+        + u64::from(c.action_local_position == ActionLocalPosition::Shared);
+    let blocks = c.num_transformer_blocks as u64 * block_params(c);
+    let head = if c.tie_embeddings { 0 } else { vocab * w };
+
+    let components = vec![
+        ("shared token embedding", "§2.2, SPEC §5", vocab * w),
+        ("patch embedding (ResNet v2)", "App. C.2", patch),
+        (
+            "patch position encoding",
+            "App. C.3",
+            2 * c.position_buckets as u64 * w,
+        ),
+        ("local position encoding", "App. C.3", local_rows * w),
+        ("transformer blocks", "App. C.1", blocks),
+        ("final layer norm", "§2.2", 2 * w),
+        ("output head (untied)", "§2.2", head),
+    ];
+    let components: Vec<ComponentParams> = components
+        .into_iter()
+        .map(|(name, s, params)| ComponentParams {
+            name: name.to_string(),
+            paper_section: s.to_string(),
+            params,
+        })
+        .collect();
+    let total = components.iter().map(|c| c.params).sum();
+    Ok(ParameterCount {
+        components,
+        total,
+        transformer_blocks: blocks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Independent count for `small` written out by hand from the shapes.
+    #[test]
+    fn small_matches_hand_count() {
+        let c = GatoConfig::small();
+        let n = count_parameters(&c).unwrap();
+        let embed = 33025 * 768;
+        let patch = (3 * 64 + 64) + (2 * 128 + 2 * (64 * 64 * 9 + 64)) + 64 * 256 * 768 + 768;
+        let pos = 2 * 128 * 768 + 512 * 768;
+        let block = 4 * 768 + 4 * (768 * 768 + 768) + (768 * 3072 + 3072) + (3072 * 768 + 768);
+        let total = embed + patch + pos + 8 * block + 2 * 768;
+        assert_eq!(n.total, total as u64);
+        assert_eq!(n.transformer_blocks, 8 * block as u64);
+    }
+
+    #[test]
+    fn geglu_widens_first_ff_matrix() {
+        let mut c = GatoConfig::tiny();
+        let gelu = block_params(&c);
+        c.activation = Activation::Geglu;
+        assert_eq!(block_params(&c) - gelu, (64 * 256 + 256) as u64);
+    }
+
+    #[test]
+    fn untied_head_adds_vocab_by_width() {
+        let mut c = GatoConfig::tiny();
+        let tied = count_parameters(&c).unwrap().total;
+        c.tie_embeddings = false;
+        assert_eq!(count_parameters(&c).unwrap().total - tied, 33025 * 64);
+    }
+}
