@@ -89,11 +89,7 @@ pub fn broadcast_dims(op: &'static str, a: &Shape, b: &Shape) -> Result<(usize, 
         ));
     }
     let inner = b.elem_count();
-    let outer = if inner == 0 {
-        0
-    } else {
-        a.elem_count() / inner
-    };
+    let outer = a.elem_count().checked_div(inner).unwrap_or(0);
     Ok((outer, inner))
 }
 
@@ -109,7 +105,7 @@ pub fn layer_norm_dims(x: &Shape, gamma: &Shape, beta: &Shape) -> Result<(usize,
             ));
         }
     }
-    let rows = if d == 0 { 0 } else { x.elem_count() / d };
+    let rows = x.elem_count().checked_div(d).unwrap_or(0);
     Ok((rows, d))
 }
 
@@ -456,7 +452,7 @@ pub fn geglu_dims(x: &Shape) -> Result<(usize, usize, Shape)> {
         ));
     }
     let f = d / 2;
-    let rows = if d == 0 { 0 } else { x.elem_count() / d };
+    let rows = x.elem_count().checked_div(d).unwrap_or(0);
     let mut out = x.dims().to_vec();
     *out.last_mut().unwrap_or(&mut 0) = f;
     Ok((rows, f, Shape::new(out)))

@@ -85,7 +85,8 @@ fn close(
     }
     let scale = 1.0 + want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     for (i, (x, y)) in g.iter().zip(want).enumerate() {
-        if !((x - y).abs() <= tol * scale) {
+        let within = (x - y).abs() <= tol * scale; // false for NaN too
+        if !within {
             return Err(fail(format!(
                 "{what}: element {i} is {x}, reference {y} (tolerance {})",
                 tol * scale

@@ -33,8 +33,10 @@ pub fn run_check(
 ) {
     match make() {
         Availability::Skip(reason) => {
-            eprintln!("SKIPPED conformance::{op}: {reason}");
-            println!("SKIPPED conformance::{op}: {reason}");
+            // Written to the process's stderr directly, past the test harness's capture, so the skip and its
+            // reason show in every `cargo test` log.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED conformance::{op}: {reason}");
         }
         Availability::Available(b) => {
             if let Err(msg) = check(b.as_ref()) {
