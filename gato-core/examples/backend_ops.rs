@@ -17,10 +17,20 @@ fn main() -> std::process::ExitCode {
 fn run() -> gato_core::Result<()> {
     let name = std::env::args().nth(1).unwrap_or_else(|| "cpu".into());
     let backend = create_backend(&name, &BackendOptions::default())?;
-    println!("backend {} on {}", backend.name(), backend.device_description());
+    println!(
+        "backend {} on {}",
+        backend.name(),
+        backend.device_description()
+    );
 
-    let a = backend.upload(HostSlice::F32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), &Shape::from([2, 3]))?;
-    let b = backend.upload(HostSlice::F32(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0]), &Shape::from([3, 2]))?;
+    let a = backend.upload(
+        HostSlice::F32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        &Shape::from([2, 3]),
+    )?;
+    let b = backend.upload(
+        HostSlice::F32(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
+        &Shape::from([3, 2]),
+    )?;
     let c = backend.matmul(&a, &b, &MatmulSpec::default())?;
     println!("a·b = {:?} {:?}", c.dims(), backend.download(&c)?);
     let g = backend.unary(UnaryOp::Gelu, &c)?;

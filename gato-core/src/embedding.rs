@@ -39,6 +39,51 @@ pub struct PatchPosition {
     pub cols: u32,
 }
 
+impl PatchPosition {
+    /// Normalised row interval `[row/rows, (row+1)/rows)` (App. C.3).
+    pub fn row_interval(&self) -> (f64, f64) {
+        (
+            self.row as f64 / self.rows as f64,
+            (self.row + 1) as f64 / self.rows as f64,
+        )
+    }
+
+    /// Normalised column interval `[col/cols, (col+1)/cols)`.
+    pub fn col_interval(&self) -> (f64, f64) {
+        (
+            self.col as f64 / self.cols as f64,
+            (self.col + 1) as f64 / self.cols as f64,
+        )
+    }
+
+    /// Quantised row interval `[lo, hi)` over `buckets` buckets (SPEC §5), in integers.
+    pub fn row_buckets(&self, buckets: u32) -> (u32, u32) {
+        bucket_range(self.row, self.rows, buckets)
+    }
+
+    /// Quantised column interval `[lo, hi)` over `buckets` buckets.
+    pub fn col_buckets(&self, buckets: u32) -> (u32, u32) {
+        bucket_range(self.col, self.cols, buckets)
+    }
+}
+
+/// Quantise interval `index` of `count` equal intervals of [0, 1) into `buckets` buckets (SPEC §5, App. C.3):
+/// `lo = buckets·index / count`, `hi = max(lo + 1, min(buckets, buckets·(index+1) / count))`, integer division,
+/// so no float rounding moves a boundary. Evaluation uses `(lo + hi) / 2`; training draws uniformly from `[lo, hi)`.
+pub fn bucket_range(index: u32, count: u32, buckets: u32) -> (u32, u32) {
+    let count = u64::from(count.max(1));
+    let b = u64::from(buckets);
+    let lo = (b * u64::from(index) / count).min(b.saturating_sub(1));
+    let hi = (b * (u64::from(index) + 1) / count).min(b).max(lo + 1);
+    (lo as u32, hi as u32)
+}
+
+/// The evaluation-mode bucket of interval `index` of `count`: the mean of its bucket range, rounded down.
+pub fn eval_bucket(index: u32, count: u32, buckets: u32) -> u32 {
+    let (lo, hi) = bucket_range(index, count, buckets);
+    (lo + hi) / 2
+}
+
 /// Whether embeddings run in training (random patch position within its interval) or evaluation mode (the
 /// interval's mean), App. C.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +191,32 @@ impl TokenBatch {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The examples of SPEC §5.
+    #[test]
+    fn spec_bucket_examples() {
+        let rows: Vec<u32> = (0..4).map(|r| eval_bucket(r, 4, 128)).collect();
+        assert_eq!(rows, [16, 48, 80, 112]);
+        let cols: Vec<u32> = (0..5).map(|c| eval_bucket(c, 5, 128)).collect();
+        assert_eq!(cols, [12, 38, 63, 89, 115]);
+        let fourteen: Vec<u32> = (0..3).map(|c| eval_bucket(c, 14, 128)).collect();
+        assert_eq!(fourteen, [4, 13, 22]);
+    }
+
+    #[test]
+    fn buckets_are_non_empty_and_in_range_even_with_more_patches_than_buckets() {
+        for count in 1..300 {
+            for i in 0..count {
+                let (lo, hi) = bucket_range(i, count, 128);
+                assert!(lo < hi && hi <= 128, "{i}/{count}: [{lo}, {hi})");
+            }
+        }
     }
 }
 

@@ -40,7 +40,9 @@ pub mod testing;
 pub use backend::{AttentionSpec, Backend, BinaryOp, Conv2dSpec, MatmulSpec, UnaryOp};
 pub use config::{ActionLocalPosition, Activation, GatoConfig, TrainingConfig, PRESET_NAMES};
 pub use dtype::{DType, HostData, HostSlice};
-pub use embedding::{Embedding, EmbeddingMode, Modality, PatchPosition, TokenBatch};
+pub use embedding::{
+    bucket_range, eval_bucket, Embedding, EmbeddingMode, Modality, PatchPosition, TokenBatch,
+};
 pub use error::{Error, Result};
 pub use layout::TokenLayout;
 pub use params::{count_parameters, paper_parameter_count, ComponentParams, ParameterCount};

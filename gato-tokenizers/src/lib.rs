@@ -4,11 +4,35 @@
 //! `gato-core`'s traits and config only — never on ndarray, a backend, the model or CUDA — so a third party can
 //! depend on it alone.
 //!
-//! Present today: the dependency-free byte-level text tokenizer ([`ByteTokenizer`], registered as `bytes`).
-//! The continuous, discrete and image tokenizers and the sequence builder arrive with the tokenizers issue.
+//! - [`ContinuousValueTokenizer`]: mu-law, clipping, 1024 bins, decoding (SPEC §3);
+//! - [`DiscreteValueTokenizer`]: range-checked integers with the layout's offset;
+//! - [`ImagePatchTokenizer`]: HWC images → normalised 16×16 patches in raster order;
+//! - text: the [`gato_core::Tokenizer`] plugins [`ByteTokenizer`] (`bytes`) and, with the default `sentencepiece`
+//!   feature, [`SentencePieceTokenizer`] (`sentencepiece`);
+//! - [`SequenceBuilder`]: timesteps of named fields → one token sequence in the canonical order (SPEC §4), windows
+//!   of `L` tokens aligned to timesteps, prompt conditioning and action decoding.
 
 #![warn(missing_docs)]
 
 mod bytes;
+mod discrete;
+mod error;
+mod mu_law;
+mod patches;
+#[cfg(feature = "sentencepiece")]
+mod sentencepiece;
+mod sequence;
+mod text;
 
-pub use bytes::ByteTokenizer;
+pub use bytes::{ByteTokenizer, BYTES_TOKENIZER_NAME};
+pub use discrete::DiscreteValueTokenizer;
+pub use error::{Error, Result};
+pub use mu_law::ContinuousValueTokenizer;
+pub use patches::{reassemble, ImagePatchTokenizer, ImageRef, Padding, Patches, Pixels};
+#[cfg(feature = "sentencepiece")]
+pub use sentencepiece::{SentencePieceTokenizer, SENTENCEPIECE_TOKENIZER_NAME};
+pub use sequence::{
+    EnvSpec, FieldKind, FieldSpec, FieldValue, Image, SequenceBuilder, Timestep, Token,
+    TokenSequence, Window,
+};
+pub use text::text_tokenizer;

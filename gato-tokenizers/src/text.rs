@@ -1,0 +1,45 @@
+//! Choosing a text tokenizer by registered name or by model file.
+
+use std::path::Path;
+
+use gato_core::registry::TokenizerOptions;
+use gato_core::Tokenizer;
+
+use crate::error::{Error, Result};
+
+/// A text tokenizer from a registered name (`bytes`, `sentencepiece`, a plugin's name) or from a path to a model
+/// file (`*.model` → `sentencepiece`). An unknown name lists the registered ones.
+pub fn text_tokenizer(name_or_path: &str) -> Result<Box<dyn Tokenizer>> {
+    if gato_core::tokenizer_entry(name_or_path).is_ok() {
+        return Ok(gato_core::create_tokenizer(
+            name_or_path,
+            &TokenizerOptions::default(),
+        )?);
+    }
+    let path = Path::new(name_or_path);
+    if path.is_file() {
+        let by_extension = match path.extension().and_then(|e| e.to_str()) {
+            Some("model") | Some("v1") | Some("v2") | Some("v3") | Some("spm") => "sentencepiece",
+            _ => {
+                return Err(Error::Core(gato_core::Error::Tokenizer {
+                    name: name_or_path.into(),
+                    detail: "cannot tell the tokenizer from the file name; SentencePiece models end in .model".into(),
+                }))
+            }
+        };
+        let options = TokenizerOptions {
+            model_path: Some(path.to_path_buf()),
+        };
+        return Ok(gato_core::create_tokenizer(by_extension, &options)?);
+    }
+    // Neither: report the registry's error, which lists every registered name.
+    Err(gato_core::tokenizer_entry(name_or_path)
+        .err()
+        .map(Error::Core)
+        .unwrap_or_else(|| {
+            Error::Core(gato_core::Error::invalid(
+                "text_tokenizer",
+                format!("`{name_or_path}` not found"),
+            ))
+        }))
+}
