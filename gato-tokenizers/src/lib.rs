@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+mod builder;
 mod bytes;
 mod discrete;
 mod error;
@@ -22,8 +23,10 @@ mod patches;
 #[cfg(feature = "sentencepiece")]
 mod sentencepiece;
 mod sequence;
+mod spec;
 mod text;
 
+pub use builder::SequenceBuilder;
 pub use bytes::{ByteTokenizer, BYTES_TOKENIZER_NAME};
 pub use discrete::DiscreteValueTokenizer;
 pub use error::{Error, Result};
@@ -31,8 +34,6 @@ pub use mu_law::ContinuousValueTokenizer;
 pub use patches::{reassemble, ImagePatchTokenizer, ImageRef, Padding, Patches, Pixels};
 #[cfg(feature = "sentencepiece")]
 pub use sentencepiece::{SentencePieceTokenizer, SENTENCEPIECE_TOKENIZER_NAME};
-pub use sequence::{
-    EnvSpec, FieldKind, FieldSpec, FieldValue, Image, SequenceBuilder, Timestep, Token,
-    TokenSequence, Window,
-};
+pub use sequence::{Token, TokenSequence, Window};
+pub use spec::{EnvSpec, FieldKind, FieldSpec, FieldValue, Image, ImagePixels, Timestep};
 pub use text::text_tokenizer;

@@ -373,6 +373,12 @@ mod tests {
             .to_string();
         assert!(msg.contains("depth") && msg.contains("index 17"), "{msg}");
         px[17] = 1.5;
+        let img = ImageRef {
+            pixels: Pixels::F32(&px),
+            height: 16,
+            width: 16,
+            channels: 1,
+        };
         assert!(tok().patchify("depth", &img, Padding::Reject).is_err());
     }
 
