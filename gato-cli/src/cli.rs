@@ -60,6 +60,14 @@ pub enum Command {
         #[command(flatten)]
         format: Format,
     },
+    /// Tokenize values, text or an image into one Gato observation (SPEC §4) and print the tokens.
+    Tokenize(TokenizeArgs),
+    /// List registered text tokenizers.
+    Tokenizers {
+        /// Output format.
+        #[command(flatten)]
+        format: Format,
+    },
     /// Write a config preset as config.json (to edit and pass to --config).
     Config {
         /// Preset to start from.
@@ -69,4 +77,36 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+/// Arguments of `gato tokenize`.
+#[derive(Debug, Args)]
+pub struct TokenizeArgs {
+    /// Continuous values, comma-separated (e.g. `-256,-1,0,1.5`).
+    #[arg(long, allow_hyphen_values = true, value_name = "LIST")]
+    pub continuous: Option<String>,
+    /// Turn mu-law off for the continuous values (only clip to [-1, 1] and bin).
+    #[arg(long)]
+    pub no_mu_law: bool,
+    /// Discrete values, comma-separated integers in [0, 1024).
+    #[arg(long, allow_hyphen_values = true, value_name = "LIST")]
+    pub discrete: Option<String>,
+    /// Text to tokenize.
+    #[arg(long, value_name = "TEXT")]
+    pub text: Option<String>,
+    /// Text tokenizer: a registered name (`gato tokenizers`) or a SentencePiece .model file.
+    #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
+    pub text_tokenizer: String,
+    /// An image file (PNG or JPEG).
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Pad images whose sides are not multiples of 16 (bottom/right, black) instead of rejecting them.
+    #[arg(long)]
+    pub pad: bool,
+    /// Config preset or file (token layout, mu-law constants, patch size).
+    #[arg(long, default_value = "small", value_name = "NAME|PATH")]
+    pub config: String,
+    /// Output format.
+    #[command(flatten)]
+    pub format: Format,
 }

@@ -19,6 +19,7 @@ use gato_tokenizers as _;
 
 mod cli;
 mod commands;
+mod error;
 mod output;
 
 use std::ffi::OsString;
@@ -26,7 +27,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use cli::{Cli, Command};
+pub use cli::{Cli, Command, TokenizeArgs};
+pub use error::CliError;
 
 /// Backends every `gato` binary built from this crate must have registered.
 pub const EXPECTED_BACKENDS: [&str; 2] = ["cpu", "cuda"];

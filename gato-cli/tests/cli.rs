@@ -164,3 +164,137 @@ fn bad_arguments_are_errors_not_panics() {
     let o = gato(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+fn tokens(o: &Output) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON output");
+    v["tokens"].as_array().unwrap().clone()
+}
+
+#[test]
+fn tokenize_values_in_canonical_order() {
+    let o = gato(&[
+        "tokenize",
+        "--continuous",
+        "-256,-1,0,1.5",
+        "--discrete",
+        "3,7",
+        "--text",
+        "go",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let t = tokens(&o);
+    let ids: Vec<u64> = t.iter().map(|x| x["id"].as_u64().unwrap()).collect();
+    // text "go", continuous (sorted before discrete by key), discrete, separator.
+    assert_eq!(ids, vec![103, 111, 32000, 32279, 32512, 32765, 3, 7, 33024]);
+    let loss: Vec<bool> = t.iter().map(|x| x["loss"].as_bool().unwrap()).collect();
+    assert_eq!(
+        loss,
+        vec![true, true, false, false, false, false, false, false, false]
+    );
+    assert_eq!(t[8]["local_position"], serde_json::Value::Null);
+    assert_eq!(t[7]["local_position"], 7);
+    let (table, _) = text(&gato(&["tokenize", "--continuous", "0.5"]));
+    assert!(
+        table.contains("32710") && table.contains("separator"),
+        "{table}"
+    );
+}
+
+#[test]
+fn tokenize_rejects_bad_values_with_clear_messages() {
+    for (args, needle) in [
+        (&["tokenize", "--continuous", "1,nan"][..], "index 1 is NaN"),
+        (&["tokenize", "--continuous", "1,abc"], "`abc` at index 1"),
+        (&["tokenize", "--discrete", "3,1024"], "[0, 1024)"),
+        (&["tokenize", "--discrete", "-1"], "[0, 1024)"),
+        (&["tokenize"], "nothing to tokenize"),
+        (
+            &["tokenize", "--text", "x", "--text-tokenizer", "nope"],
+            "registered tokenizers",
+        ),
+        (
+            &["tokenize", "--image", "/nonexistent/x.png"],
+            "cannot read image",
+        ),
+        (&["tokenize", "--image", "Cargo.toml"], "cannot read image"),
+    ] {
+        let o = gato(args);
+        let (_, err) = text(&o);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        no_panic(&err);
+    }
+}
+
+/// A 24×40 RGB PNG written with the `image` crate.
+fn write_png(path: &std::path::Path, w: u32, h: u32) {
+    let img =
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 5) as u8, (y * 3) as u8, 200]));
+    img.save(path).unwrap();
+}
+
+#[test]
+fn tokenize_image_needs_multiples_of_16_unless_padded() {
+    let dir = std::env::temp_dir().join(format!("gato-cli-img-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = dir.join("ok.png");
+    write_png(&ok, 48, 32);
+    let o = gato(&["tokenize", "--image", ok.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let t = tokens(&o);
+    assert_eq!(t.len(), 6 + 1);
+    assert_eq!(t[5]["patch_position"]["row"], 1);
+    assert_eq!(t[5]["patch_position"]["cols"], 3);
+    let odd = dir.join("odd.png");
+    write_png(&odd, 40, 24);
+    let o = gato(&["tokenize", "--image", odd.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert!(
+        !o.status.success() && err.contains("not a multiple of the patch size 16"),
+        "{err}"
+    );
+    let o = gato(&[
+        "tokenize",
+        "--image",
+        odd.to_str().unwrap(),
+        "--pad",
+        "--json",
+    ]);
+    assert!(o.status.success());
+    assert_eq!(tokens(&o).len(), 2 * 3 + 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn tokenize_text_with_a_sentencepiece_model_file() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.cache/sentencepiece/tokenizer.model");
+    if !model.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run tools/setup-sentencepiece.sh"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {} missing; run tools/setup-sentencepiece.sh",
+            model.display()
+        );
+        return;
+    }
+    let o = gato(&[
+        "tokenize",
+        "--text",
+        "go to the red ball",
+        "--text-tokenizer",
+        model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let ids: Vec<u64> = tokens(&o)
+        .iter()
+        .map(|x| x["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![576, 298, 272, 2760, 4374, 33024]);
+}

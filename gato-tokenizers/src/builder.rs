@@ -41,6 +41,7 @@ pub struct SequenceBuilder {
     local_positions: usize,
     patch_size: usize,
     patch_channels: Option<usize>,
+    padding: Padding,
 }
 
 impl std::fmt::Debug for SequenceBuilder {
@@ -166,7 +167,15 @@ impl SequenceBuilder {
             local_positions: config.local_position_encoding_size,
             patch_size: config.img_patch_size,
             patch_channels,
+            padding: Padding::Reject,
         })
+    }
+
+    /// Pad images whose sides are not multiples of the patch size instead of rejecting them (SPEC §3: only when
+    /// the caller asks).
+    pub fn with_image_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
     }
 
     /// The token layout.
@@ -371,7 +380,7 @@ impl SequenceBuilder {
                     let (rows, cols) = self.images.patchify_into(
                         &f.spec.key,
                         &img.as_ref(),
-                        Padding::Reject,
+                        self.padding,
                         &mut seq.patches,
                     )?;
                     for i in 0..rows * cols {

@@ -4,10 +4,14 @@ mod backends;
 mod check;
 mod config;
 mod info;
+mod tokenize;
+mod tokenizers;
 
 use std::sync::Arc;
 
-use gato_core::{Backend, BackendOptions, Result};
+use gato_core::{Backend, BackendOptions};
+
+pub use crate::error::Result;
 
 use crate::cli::{Cli, Command};
 
@@ -16,15 +20,17 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
     // An unknown backend name is rejected whatever the subcommand, with the list of valid names.
     gato_core::backend_entry(&cli.backend)?;
     match &cli.command {
-        Command::Backends { format } => backends::run(format.json),
-        Command::Info { config, format } => info::run(config, format.json),
-        Command::Check { size, format } => check::run(&backend(cli)?, *size, format.json),
-        Command::Config { config, out } => config::run(config, out.as_deref()),
+        Command::Backends { format } => Ok(backends::run(format.json)?),
+        Command::Info { config, format } => Ok(info::run(config, format.json)?),
+        Command::Check { size, format } => Ok(check::run(&backend(cli)?, *size, format.json)?),
+        Command::Config { config, out } => Ok(config::run(config, out.as_deref())?),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Tokenizers { format } => Ok(tokenizers::run(format.json)?),
     }
 }
 
 /// The backend selected with `--backend`, probed and created (unavailable → "CUDA backend unavailable: …").
-fn backend(cli: &Cli) -> Result<Arc<dyn Backend>> {
+fn backend(cli: &Cli) -> gato_core::Result<Arc<dyn Backend>> {
     gato_core::create_backend(
         &cli.backend,
         &BackendOptions {

@@ -1,0 +1,33 @@
+//! The CLI's error: whatever a library returned, or a problem with the command line's own inputs.
+
+use std::path::PathBuf;
+
+/// Result alias of the CLI.
+pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+/// Errors printed by `gato` as `error: …` with exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// From gato-core (config, backends, registries).
+    #[error(transparent)]
+    Core(#[from] gato_core::Error),
+    /// From gato-tokenizers.
+    #[error(transparent)]
+    Tokenize(#[from] gato_tokenizers::Error),
+    /// A command-line value that could not be parsed.
+    #[error("--{flag}: {detail}")]
+    Argument {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// An unreadable or undecodable image file.
+    #[error("cannot read image {path}: {reason}")]
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
