@@ -343,7 +343,10 @@ impl GatoConfig {
         }
         at_least("patch_embedding_channels", self.patch_embedding_channels, 1)?;
         at_least("num_group_norm_groups", self.num_group_norm_groups, 1)?;
-        if self.patch_embedding_channels % self.num_group_norm_groups != 0 {
+        if !self
+            .patch_embedding_channels
+            .is_multiple_of(self.num_group_norm_groups)
+        {
             return Err(Error::config(
                 "num_group_norm_groups",
                 self.num_group_norm_groups,

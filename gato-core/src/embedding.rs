@@ -194,6 +194,23 @@ impl TokenBatch {
     }
 }
 
+/// One contribution to the input embedding (§2.2).
+pub trait Embedding: Send + Sync {
+    /// Name of the contribution, e.g. `patch_position`.
+    fn name(&self) -> &str;
+
+    /// The contribution for every position of the batch, `[B, T, width]`, zero where it does not apply.
+    fn forward(
+        &self,
+        backend: &dyn Backend,
+        batch: &TokenBatch,
+        mode: EmbeddingMode,
+    ) -> Result<Tensor>;
+
+    /// Named parameters (for checkpoints), names relative to this contribution.
+    fn parameters(&self) -> Vec<(String, Tensor)>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,21 +235,4 @@ mod tests {
             }
         }
     }
-}
-
-/// One contribution to the input embedding (§2.2).
-pub trait Embedding: Send + Sync {
-    /// Name of the contribution, e.g. `patch_position`.
-    fn name(&self) -> &str;
-
-    /// The contribution for every position of the batch, `[B, T, width]`, zero where it does not apply.
-    fn forward(
-        &self,
-        backend: &dyn Backend,
-        batch: &TokenBatch,
-        mode: EmbeddingMode,
-    ) -> Result<Tensor>;
-
-    /// Named parameters (for checkpoints), names relative to this contribution.
-    fn parameters(&self) -> Vec<(String, Tensor)>;
 }

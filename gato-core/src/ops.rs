@@ -135,7 +135,7 @@ pub fn group_norm_dims(
     }
     let d = x.dims();
     let c = d[1];
-    if groups == 0 || c % groups != 0 {
+    if groups == 0 || !c.is_multiple_of(groups) {
         return Err(Error::OutOfRange {
             op: OP,
             what: "groups".into(),

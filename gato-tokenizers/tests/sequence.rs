@@ -161,7 +161,8 @@ fn bad_input_is_an_error_and_leaves_the_sequence_unchanged() {
     let b = SequenceBuilder::new(&GatoConfig::tiny(), &spec()).unwrap();
     let mut seq = b.episode(&[step(0)]).unwrap();
     let before = seq.clone();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Timestep)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Timestep)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         (
             "missing",
             Box::new(|s| {
