@@ -127,3 +127,29 @@ inventory::submit! {
         create,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Random bytes are a model or an error — never a panic.
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(t) = SentencePieceTokenizer::from_bytes(&bytes, "random") {
+                let _ = t.encode("go to the red ball");
+                let _ = t.decode(&[0, 1, 2]);
+            }
+        }
+    }
+
+    #[test]
+    fn registry_entry_requires_a_model_file() {
+        let msg = gato_core::create_tokenizer("sentencepiece", &TokenizerOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("needs a model file"), "{msg}");
+    }
+}
