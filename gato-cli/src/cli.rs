@@ -62,6 +62,15 @@ pub enum Command {
     },
     /// Tokenize values, text or an image into one Gato observation (SPEC §4) and print the tokens.
     Tokenize(TokenizeArgs),
+    /// Summarise episode files: environment, episodes, steps, fields, returns.
+    Episodes {
+        /// Episode files (safetensors, docs/episode-format.md).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[command(flatten)]
+        format: Format,
+    },
     /// List registered text tokenizers.
     Tokenizers {
         /// Output format.
@@ -82,6 +91,12 @@ pub enum Command {
 /// Arguments of `gato tokenize`.
 #[derive(Debug, Args)]
 pub struct TokenizeArgs {
+    /// An episode file to tokenize (all timesteps of one episode) instead of command-line values.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["continuous", "discrete", "text", "image"])]
+    pub episode: Option<PathBuf>,
+    /// Which episode of the file.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub episode_index: usize,
     /// Continuous values, comma-separated (e.g. `-256,-1,0,1.5`).
     #[arg(long, allow_hyphen_values = true, value_name = "LIST")]
     pub continuous: Option<String>,

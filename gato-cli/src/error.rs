@@ -14,6 +14,9 @@ pub enum CliError {
     /// From gato-tokenizers.
     #[error(transparent)]
     Tokenize(#[from] gato_tokenizers::Error),
+    /// From gato-data (episode files).
+    #[error(transparent)]
+    Data(#[from] gato_data::DataError),
     /// A command-line value that could not be parsed.
     #[error("--{flag}: {detail}")]
     Argument {

@@ -298,3 +298,79 @@ fn tokenize_text_with_a_sentencepiece_model_file() {
         .collect();
     assert_eq!(ids, vec![576, 298, 272, 2760, 4374, 33024]);
 }
+
+fn data(path: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn episodes_summarises_every_bundled_file() {
+    let files: Vec<String> = std::fs::read_dir(data("data/episodes"))
+        .unwrap()
+        .map(|e| e.unwrap().path().to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["episodes", "--json"];
+    args.extend(files.iter().map(String::as_str));
+    let o = gato(&args);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), files.len());
+    let cartpole = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["env_id"] == "CartPole-v1")
+        .unwrap();
+    assert!(cartpole["steps"].as_u64().unwrap() > 0);
+    let (out, _) = text(&gato(&[
+        "episodes",
+        &data("data/episodes/babyai.safetensors"),
+    ]));
+    assert!(
+        out.contains("BabyAI") && out.contains("text_observations") && out.contains("returns"),
+        "{out}"
+    );
+}
+
+#[test]
+fn tokenize_episode_prints_every_timestep() {
+    let o = gato(&[
+        "tokenize",
+        "--episode",
+        &data("data/episodes/babyai.safetensors"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let t = tokens(&o);
+    assert_eq!(t[0]["field"], "text_observations");
+    assert_eq!(t[0]["loss"], true);
+    let sep = t.iter().position(|x| x["modality"] == "separator").unwrap();
+    assert_eq!(t[sep - 1]["field"], "discrete_observations");
+    assert_eq!(t[sep + 1]["field"], "discrete_actions");
+    assert_eq!(t[sep + 1]["loss"], true);
+    let o = gato(&[
+        "tokenize",
+        "--episode",
+        &data("data/episodes/babyai.safetensors"),
+        "--episode-index",
+        "99",
+    ]);
+    let (_, err) = text(&o);
+    assert!(
+        !o.status.success() && err.contains("episode 99 requested"),
+        "{err}"
+    );
+    let o = gato(&["tokenize", "--episode", &data("Cargo.toml")]);
+    let (_, err) = text(&o);
+    assert!(
+        !o.status.success() && err.contains("not a valid safetensors file"),
+        "{err}"
+    );
+    no_panic(&err);
+    let o = gato(&["episodes", "/nonexistent.safetensors"]);
+    assert!(!o.status.success() && text(&o).1.contains("/nonexistent.safetensors"));
+}

@@ -54,7 +54,7 @@ pub enum DataError {
         file: String,
         /// Episode index.
         episode: usize,
-        /// The tokenizer error (names the field and index).
-        source: gato_tokenizers::Error,
+        /// The tokenizer error (names the field and index), boxed to keep `Result`s small.
+        source: Box<gato_tokenizers::Error>,
     },
 }

@@ -142,7 +142,7 @@ impl FieldMeta {
                 self.modality
             ));
         }
-        if self.shape.iter().any(|&d| d == 0) {
+        if self.shape.contains(&0) {
             return Err(format!("shape {:?} has a zero dimension", self.shape));
         }
         Ok(())

@@ -522,7 +522,7 @@ impl EpisodeFile {
             .map_err(|source| DataError::Tokenize {
                 file: self.name.clone(),
                 episode: i,
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -532,7 +532,7 @@ impl EpisodeFile {
             DataError::Tokenize {
                 file: self.name.clone(),
                 episode: 0,
-                source,
+                source: Box::new(source),
             }
         })
     }

@@ -232,10 +232,8 @@ fn with_metadata(edit: impl Fn(&mut std::collections::HashMap<String, String>)) 
 
 #[test]
 fn metadata_problems_name_file_and_field() {
-    let cases: Vec<(
-        Box<dyn Fn(&mut std::collections::HashMap<String, String>)>,
-        &str,
-    )> = vec![
+    type Edit = Box<dyn Fn(&mut std::collections::HashMap<String, String>)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|m| {
                 m.insert("version".into(), "2".into());

@@ -3,6 +3,7 @@
 mod backends;
 mod check;
 mod config;
+mod episodes;
 mod info;
 mod tokenize;
 mod tokenizers;
@@ -25,6 +26,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Check { size, format } => Ok(check::run(&backend(cli)?, *size, format.json)?),
         Command::Config { config, out } => Ok(config::run(config, out.as_deref())?),
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Episodes { files, format } => episodes::run(files, format.json),
         Command::Tokenizers { format } => Ok(tokenizers::run(format.json)?),
     }
 }

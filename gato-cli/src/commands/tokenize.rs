@@ -57,6 +57,13 @@ pub fn read_image(path: &Path) -> Result<Image> {
 
 pub fn run(args: &TokenizeArgs) -> Result<()> {
     let config = GatoConfig::from_name_or_path(&args.config)?;
+    if let Some(path) = &args.episode {
+        let file = gato_data::EpisodeFile::open(path)?;
+        let builder = file.builder(&config, &args.text_tokenizer)?;
+        let seq = file.tokenize(args.episode_index, &builder)?;
+        print_sequence(&seq, args.format.json);
+        return Ok(());
+    }
     let mut spec = EnvSpec::default();
     let mut obs = BTreeMap::new();
     if let Some(text) = &args.text {
@@ -152,7 +159,7 @@ pub fn print_sequence(seq: &TokenSequence, as_json: bool) {
         return;
     }
     let mut s = format!(
-        "{:>5}  {:>6}  {:<10}  {:<12}  {:>4}  {:>5}  {:<14}  {}\n",
+        "{:>5}  {:>6}  {:<10}  {:<24}  {:>4}  {:>5}  {:<14}  {}\n",
         "index", "id", "modality", "field", "t", "local", "patch r/R c/C", "loss"
     );
     for (i, t) in seq.tokens.iter().enumerate() {
@@ -166,7 +173,7 @@ pub fn print_sequence(seq: &TokenSequence, as_json: bool) {
             t.id.to_string()
         };
         s += &format!(
-            "{i:>5}  {id:>6}  {:<10}  {:<12}  {:>4}  {local:>5}  {patch:<14}  {}\n",
+            "{i:>5}  {id:>6}  {:<10}  {:<24}  {:>4}  {local:>5}  {patch:<14}  {}\n",
             format!("{:?}", t.modality).to_lowercase(),
             seq.fields[t.field as usize],
             t.timestep,
