@@ -205,7 +205,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     // ---- gather / conv ----
 
-    /// Rows of `table: [V, D]` at `ids` (U32, any shape) → `[..ids, D]`. An id ≥ V is an error naming it.
+    /// Rows of `table: [V, D]` at `ids` (U32, any shape) → `[..ids, D]`. [`crate::ops::PAD_ID`] gathers a zero row;
+    /// any other id ≥ V is an error naming it.
     fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor>;
 
     /// 2-D convolution, `x: [N, C, H, W]`, `w: [O, C, kh, kw]`, `bias: [O]` → `[N, O, H', W']`.

@@ -113,7 +113,12 @@ pub struct TokenBatch {
     pub modality: Vec<Modality>,
     /// Local position per observation token (App. C.3), `None` for actions, the separator and padding.
     pub local_position: Vec<Option<u32>>,
-    /// Patch pixels, `[num_patches, C, P, P]` flattened (already normalised to [−1, 1] and divided by √P).
+    /// Whether the token at each position is a prediction target (§2.3); padding: `false`.
+    pub loss: Vec<bool>,
+    /// Timestep of each position within its episode (for sliding the KV-cache window by whole timesteps).
+    pub timestep: Vec<u32>,
+    /// Patch pixels, `[num_patches, P, P, C]` flattened row-major as the tokenizer emits them (SPEC §3: (y, x, c)),
+    /// already normalised to [−1, 1] and divided by √P.
     pub patches: Vec<f32>,
     /// Position of each patch in its image.
     pub patch_positions: Vec<PatchPosition>,
@@ -129,6 +134,8 @@ impl TokenBatch {
             ("ids", self.ids.len()),
             ("modality", self.modality.len()),
             ("local_position", self.local_position.len()),
+            ("loss", self.loss.len()),
+            ("timestep", self.timestep.len()),
         ] {
             if len != n {
                 return Err(Error::shape(
@@ -190,6 +197,81 @@ impl TokenBatch {
                 });
             }
         }
+        Ok(())
+    }
+}
+
+impl TokenBatch {
+    /// Positions `range` of a single-sequence batch, with their patches renumbered from 0.
+    pub fn slice_single(&self, range: std::ops::Range<usize>) -> Result<TokenBatch> {
+        if self.batch != 1
+            || range.end > self.lengths.first().copied().unwrap_or(0)
+            || range.start > range.end
+        {
+            return Err(Error::invalid(
+                "TokenBatch::slice_single",
+                format!(
+                    "range {range:?} of a batch of {} sequences, length {:?}",
+                    self.batch, self.lengths
+                ),
+            ));
+        }
+        let patch_len = if self.patch_positions.is_empty() {
+            0
+        } else {
+            self.patches.len() / self.patch_positions.len()
+        };
+        let mut out = TokenBatch {
+            batch: 1,
+            seq_len: range.len(),
+            lengths: vec![range.len()],
+            ..Default::default()
+        };
+        for i in range {
+            let mut id = self.ids[i];
+            if self.modality[i] == Modality::Image {
+                let p = id as usize;
+                id = out.patch_positions.len() as u32;
+                out.patch_positions.push(self.patch_positions[p]);
+                out.patches
+                    .extend_from_slice(&self.patches[p * patch_len..(p + 1) * patch_len]);
+            }
+            out.ids.push(id);
+            out.modality.push(self.modality[i]);
+            out.local_position.push(self.local_position[i]);
+            out.loss.push(self.loss[i]);
+            out.timestep.push(self.timestep[i]);
+        }
+        Ok(out)
+    }
+
+    /// Append the positions of another single-sequence batch (patches renumbered).
+    pub fn extend_single(&mut self, other: &TokenBatch) -> Result<()> {
+        let all = other.slice_single(0..other.lengths.first().copied().unwrap_or(0))?;
+        if self.batch == 0 {
+            *self = TokenBatch {
+                batch: 1,
+                lengths: vec![0],
+                ..Default::default()
+            };
+        }
+        let offset = self.patch_positions.len() as u32;
+        for i in 0..all.seq_len {
+            let id = if all.modality[i] == Modality::Image {
+                all.ids[i] + offset
+            } else {
+                all.ids[i]
+            };
+            self.ids.push(id);
+            self.modality.push(all.modality[i]);
+            self.local_position.push(all.local_position[i]);
+            self.loss.push(all.loss[i]);
+            self.timestep.push(all.timestep[i]);
+        }
+        self.patches.extend_from_slice(&all.patches);
+        self.patch_positions.extend_from_slice(&all.patch_positions);
+        self.seq_len += all.seq_len;
+        self.lengths[0] += all.seq_len;
         Ok(())
     }
 }

@@ -148,6 +148,16 @@ pub enum Error {
         op: &'static str,
     },
 
+    /// A checkpoint that does not match its config: every problem at once (missing, unexpected, mis-shaped or
+    /// mistyped tensors), or a file that cannot be read.
+    #[error("checkpoint {path}: {}", problems.join("; "))]
+    Checkpoint {
+        /// The checkpoint file or directory.
+        path: PathBuf,
+        /// Each problem, naming the tensor, what it is and what was expected.
+        problems: Vec<String>,
+    },
+
     /// A tokenizer failed (bad model file, id outside its vocabulary, ...).
     #[error("tokenizer `{name}`: {detail}")]
     Tokenizer {

@@ -24,6 +24,7 @@ pub mod embedding;
 pub mod error;
 pub mod layout;
 pub mod ops;
+pub mod param_source;
 pub mod params;
 pub mod reference;
 pub mod registry;
@@ -45,6 +46,8 @@ pub use embedding::{
 };
 pub use error::{Error, Result};
 pub use layout::TokenLayout;
+pub use ops::PAD_ID;
+pub use param_source::{Init, ParamSource};
 pub use params::{count_parameters, paper_parameter_count, ComponentParams, ParameterCount};
 pub use registry::{
     backend_entry, backends, create_backend, create_tokenizer, tokenizer_entry, tokenizers,

@@ -245,6 +245,10 @@ pub fn attention_dims(
     })
 }
 
+/// The id that [`crate::Backend::embedding`] maps to a zero row: padding, and positions an embedding contribution
+/// does not apply to (§2.2: the input embedding is a sum of contributions, each zero where it does not apply).
+pub const PAD_ID: u32 = u32::MAX;
+
 /// Embedding gather: table `[V, D]`, ids any shape → output `[..ids, D]`; returns `(V, D, out)`.
 pub fn embedding_dims(table: &Shape, ids: &Shape) -> Result<(usize, usize, Shape)> {
     if table.rank() != 2 {
@@ -260,13 +264,18 @@ pub fn embedding_dims(table: &Shape, ids: &Shape) -> Result<(usize, usize, Shape
 }
 
 /// Check every id is below the vocabulary size `v`; the first bad one is named.
+/// Ids equal to [`PAD_ID`] are allowed and gather a zero row.
 pub fn check_ids(ids: &[u32], v: usize) -> Result<()> {
-    if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= v) {
+    if let Some((i, &id)) = ids
+        .iter()
+        .enumerate()
+        .find(|(_, &id)| id != PAD_ID && id as usize >= v)
+    {
         return Err(Error::OutOfRange {
             op: "embedding",
             what: format!("ids[{i}]"),
             value: id.to_string(),
-            allowed: format!("[0, {v})"),
+            allowed: format!("[0, {v}) or PAD_ID (u32::MAX)"),
         });
     }
     Ok(())

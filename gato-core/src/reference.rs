@@ -256,9 +256,15 @@ pub fn conv2d(
 
 /// Rows of `table` (`[V, D]`) at `ids`.
 pub fn embedding(table: &[f64], d: usize, ids: &[u32]) -> Vec<f64> {
-    ids.iter()
-        .flat_map(|&i| table[i as usize * d..(i as usize + 1) * d].iter().copied())
-        .collect()
+    let mut out = Vec::new();
+    for &i in ids {
+        if i == u32::MAX {
+            out.extend(std::iter::repeat_n(0.0, d)); // PAD_ID: a zero row
+        } else {
+            out.extend_from_slice(&table[i as usize * d..(i as usize + 1) * d]);
+        }
+    }
+    out
 }
 
 /// Multi-index of flat index `i` in `dims`.

@@ -34,6 +34,6 @@ pub use mu_law::ContinuousValueTokenizer;
 pub use patches::{reassemble, ImagePatchTokenizer, ImageRef, Padding, Patches, Pixels};
 #[cfg(feature = "sentencepiece")]
 pub use sentencepiece::{SentencePieceTokenizer, SENTENCEPIECE_TOKENIZER_NAME};
-pub use sequence::{Token, TokenSequence, Window};
+pub use sequence::{to_batch, Token, TokenSequence, Window};
 pub use spec::{EnvSpec, FieldKind, FieldSpec, FieldValue, Image, ImagePixels, Timestep};
 pub use text::text_tokenizer;

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use gato_core::{Modality, PatchPosition};
+use gato_core::{Modality, PatchPosition, TokenBatch};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -172,4 +172,53 @@ impl TokenSequence {
             self.tokens.push(t);
         }
     }
+}
+
+/// Pad sequences to a common length and lay them out as a [`TokenBatch`] for the embeddings (§2.2). Patch indices
+/// are renumbered into one shared patch list. Padding positions hold id 0, modality text, no local position and
+/// no loss.
+pub fn to_batch(seqs: &[&TokenSequence]) -> TokenBatch {
+    let seq_len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let n = seqs.len() * seq_len;
+    let mut b = TokenBatch {
+        batch: seqs.len(),
+        seq_len,
+        lengths: seqs.iter().map(|s| s.len()).collect(),
+        ids: Vec::with_capacity(n),
+        modality: Vec::with_capacity(n),
+        local_position: Vec::with_capacity(n),
+        loss: Vec::with_capacity(n),
+        timestep: Vec::with_capacity(n),
+        patches: Vec::new(),
+        patch_positions: Vec::new(),
+    };
+    for s in seqs {
+        for t in &s.tokens {
+            if t.modality == Modality::Image {
+                b.ids.push(b.patch_positions.len() as u32);
+                b.patches.extend_from_slice(s.patch(t.id as usize));
+                b.patch_positions
+                    .push(t.patch_position.unwrap_or(PatchPosition {
+                        row: 0,
+                        rows: 1,
+                        col: 0,
+                        cols: 1,
+                    }));
+            } else {
+                b.ids.push(t.id);
+            }
+            b.modality.push(t.modality);
+            b.local_position.push(t.local_position);
+            b.loss.push(t.loss);
+            b.timestep.push(t.timestep);
+        }
+        for _ in s.len()..seq_len {
+            b.ids.push(0);
+            b.modality.push(Modality::Text);
+            b.local_position.push(None);
+            b.loss.push(false);
+            b.timestep.push(u32::MAX);
+        }
+    }
+    b
 }

@@ -1,12 +1,23 @@
 //! # gato-transformer
 //!
-//! The model as a whole (paper §2.2, App. C.1; SPEC §6–§7): the causal pre-LayerNorm decoder `GatoTransformer`,
-//! the KV cache, the masked cross-entropy loss, the action sampler and checkpoints — written once against
-//! `&dyn Backend`.
-//!
-//! This crate fixes its place in the dependency graph (`gato-embed` → `gato-core`); the decoder lands with the
-//! model issue.
+//! The model as a whole (paper §2.2, App. C.1; SPEC §6–§7), written once against `&dyn Backend`:
+//! [`GatoTransformer`] (input embedding → causal pre-LayerNorm decoder blocks → final LayerNorm → tied logits),
+//! [`masked_cross_entropy`] (§2.3), the KV cache with a sliding window ([`DecodeState`]), the action sampler
+//! ([`ActionSampler`]) and checkpoints ([`checkpoint`]).
 
 #![warn(missing_docs)]
 
+pub mod attention;
+pub mod block;
+pub mod checkpoint;
+pub mod decode;
+pub mod feed_forward;
+pub mod kv_cache;
+pub mod layers;
+pub mod model;
+pub mod sampler;
+
+pub use decode::{last_logits, DecodeState};
 pub use gato_core::{count_parameters, GatoConfig, ParameterCount};
+pub use model::{masked_cross_entropy, single_token, GatoTransformer, LossReport};
+pub use sampler::{ActionSampler, Sampling};

@@ -349,8 +349,12 @@ impl Backend for CpuBackend {
         ops::check_ids(idv, v)?;
         let mut out = Vec::with_capacity(idv.len() * d);
         for &id in idv {
-            let r = id as usize * d;
-            out.extend_from_slice(&t[r..r + d]);
+            if id == ops::PAD_ID {
+                out.resize(out.len() + d, 0.0);
+            } else {
+                let r = id as usize * d;
+                out.extend_from_slice(&t[r..r + d]);
+            }
         }
         wrap_f32(OP, shape, out)
     }
@@ -388,27 +392,32 @@ impl Backend for CpuBackend {
                 self.storage(OP, t)
             })
             .collect::<Result<Vec<_>>>()?;
+        let with_dims: Vec<(&CpuStorage, &[usize])> = storages
+            .iter()
+            .zip(xs)
+            .map(|(s, t)| (*s, t.dims()))
+            .collect();
         wrap(
             OP,
             shape,
-            layout::concat(&storages, axis).map_err(|e| internal(OP, e))?,
+            layout::concat(&with_dims, axis).map_err(|e| internal(OP, e))?,
         )
     }
 
     fn slice(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
         const OP: &str = "slice";
         let (shape, _, _, _) = ops::slice_dims(x.shape(), axis, start, len)?;
-        wrap(
-            OP,
-            shape,
-            layout::slice(self.storage(OP, x)?, axis, start, len),
-        )
+        let out = layout::slice(self.storage(OP, x)?, x.dims(), axis, start, len)
+            .map_err(|e| internal(OP, e))?;
+        wrap(OP, shape, out)
     }
 
     fn permute(&self, x: &Tensor, perm: &[usize]) -> Result<Tensor> {
         const OP: &str = "permute";
         let shape = ops::permute_dims(x.shape(), perm)?;
-        wrap(OP, shape, layout::permute(self.storage(OP, x)?, perm))
+        let out =
+            layout::permute(self.storage(OP, x)?, x.dims(), perm).map_err(|e| internal(OP, e))?;
+        wrap(OP, shape, out)
     }
 }
 

@@ -1,0 +1,69 @@
+//! The input embedding: the sum of the four contributions (§2.2, SPEC §5).
+
+use gato_core::{
+    Backend, BinaryOp, Embedding, EmbeddingMode, GatoConfig, ParamSource, Result, Tensor,
+    TokenBatch,
+};
+
+use crate::{DiscreteEmbedding, LocalPositionEncoding, PatchPositionEncoding, ResidualEmbedding};
+
+/// Σ of shared lookup, ResNet patch embedding, patch position and local position.
+pub struct InputEmbedding {
+    /// The shared table (also the tied output head).
+    pub discrete: DiscreteEmbedding,
+    /// The ResNet patch embedding.
+    pub patch: ResidualEmbedding,
+    /// Patch position encoding.
+    pub patch_position: PatchPositionEncoding,
+    /// Local position encoding.
+    pub local_position: LocalPositionEncoding,
+}
+
+impl InputEmbedding {
+    /// All four, in the order their parameters are drawn.
+    pub fn new(src: &mut dyn ParamSource, config: &GatoConfig) -> Result<Self> {
+        Ok(InputEmbedding {
+            discrete: DiscreteEmbedding::new(src, config)?,
+            patch: ResidualEmbedding::new(src, config)?,
+            patch_position: PatchPositionEncoding::new(src, config)?,
+            local_position: LocalPositionEncoding::new(src, config)?,
+        })
+    }
+
+    /// The contributions as trait objects.
+    pub fn contributions(&self) -> [&dyn Embedding; 4] {
+        [
+            &self.discrete,
+            &self.patch,
+            &self.patch_position,
+            &self.local_position,
+        ]
+    }
+
+    /// `[B, T, width]`: the sum of every contribution. The batch is validated first.
+    pub fn forward(
+        &self,
+        backend: &dyn Backend,
+        batch: &TokenBatch,
+        mode: EmbeddingMode,
+    ) -> Result<Tensor> {
+        batch.validate(self.patch.patch_len())?;
+        let mut sum: Option<Tensor> = None;
+        for c in self.contributions() {
+            let x = c.forward(backend, batch, mode)?;
+            sum = Some(match sum {
+                None => x,
+                Some(s) => backend.binary(BinaryOp::Add, &s, &x)?,
+            });
+        }
+        Ok(sum.expect("four contributions"))
+    }
+
+    /// Every parameter with its checkpoint name.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.contributions()
+            .iter()
+            .flat_map(|c| c.parameters())
+            .collect()
+    }
+}

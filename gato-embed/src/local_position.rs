@@ -1,0 +1,80 @@
+//! `LocalPositionEncoding` (App. C.3, Fig. 18): a learned row per position of a token among the observation tokens
+//! of its timestep. Actions and the separator get none by default; with `action_local_position = shared` they all
+//! use one extra row (index `local_position_encoding_size`).
+
+use gato_core::{
+    ActionLocalPosition, Backend, Embedding, EmbeddingMode, Error, GatoConfig, HostSlice, Init,
+    ParamSource, Result, Shape, Tensor, TokenBatch, PAD_ID,
+};
+
+/// Parameter name of the table.
+pub const LOCAL_POSITION_PARAM: &str = "embed.local_position";
+
+/// The local position table.
+pub struct LocalPositionEncoding {
+    table: Tensor,
+    rows: usize,
+}
+
+impl LocalPositionEncoding {
+    /// `embed.local_position` `[rows, width]` with rows = 512 (+1 when actions share a row).
+    pub fn new(src: &mut dyn ParamSource, config: &GatoConfig) -> Result<Self> {
+        let rows = config.local_position_encoding_size
+            + usize::from(config.action_local_position == ActionLocalPosition::Shared);
+        let table = src.param(
+            LOCAL_POSITION_PARAM,
+            &Shape::from([rows, config.layer_width]),
+            Init::Normal(0.02),
+        )?;
+        Ok(LocalPositionEncoding { table, rows })
+    }
+
+    /// Index of each position in the table, or `PAD_ID`.
+    pub fn indices(&self, batch: &TokenBatch) -> Result<Vec<u32>> {
+        let mut ids = Vec::with_capacity(batch.ids.len());
+        for b in 0..batch.batch {
+            for t in 0..batch.seq_len {
+                let i = b * batch.seq_len + t;
+                ids.push(match batch.local_position[i] {
+                    Some(p) if t < batch.lengths[b] => {
+                        if p as usize >= self.rows {
+                            return Err(Error::OutOfRange {
+                                op: "LocalPositionEncoding",
+                                what: format!("local_position[{i}]"),
+                                value: p.to_string(),
+                                allowed: format!("[0, {})", self.rows),
+                            });
+                        }
+                        p
+                    }
+                    _ => PAD_ID,
+                });
+            }
+        }
+        Ok(ids)
+    }
+}
+
+impl Embedding for LocalPositionEncoding {
+    fn name(&self) -> &str {
+        "local_position"
+    }
+
+    fn forward(
+        &self,
+        backend: &dyn Backend,
+        batch: &TokenBatch,
+        _mode: EmbeddingMode,
+    ) -> Result<Tensor> {
+        let ids = self.indices(batch)?;
+        let ids = backend.upload(
+            HostSlice::U32(&ids),
+            &Shape::from([batch.batch, batch.seq_len]),
+        )?;
+        backend.embedding(&self.table, &ids)
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        vec![(LOCAL_POSITION_PARAM.to_string(), self.table.clone())]
+    }
+}

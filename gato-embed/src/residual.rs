@@ -1,0 +1,196 @@
+//! `ResidualEmbedding` (App. C.2): each 16×16 patch goes through a stem conv 1×1 C→64, then `num_res_blocks` (1)
+//! pre-activation ResNet-v2 blocks `x + conv3×3(GELU(GN(conv3×3(GELU(GN(x))))))` with GroupNorm(32) at 16×16
+//! resolution, then is flattened (64·16·16, channel-major) and mapped linearly to the model width.
+//!
+//! ```text
+//! patches [N, P, P, C] ─permute─► [N, C, P, P] ─conv1×1─► [N, 64, P, P]
+//!   └► blocks: h = x; x = GN → GELU → conv3×3 → GN → GELU → conv3×3; x += h
+//!   └► reshape [N, 64·P·P] ─linear─► [N, width]
+//! ```
+
+use gato_core::{
+    Backend, BinaryOp, Conv2dSpec, Embedding, EmbeddingMode, Error, GatoConfig, HostSlice, Init,
+    Modality, ParamSource, Result, Shape, Tensor, TokenBatch, UnaryOp, PAD_ID,
+};
+
+/// One pre-activation residual block.
+struct ResBlock {
+    norm1: (Tensor, Tensor),
+    conv1: (Tensor, Tensor),
+    norm2: (Tensor, Tensor),
+    conv2: (Tensor, Tensor),
+}
+
+/// The ResNet patch embedding.
+pub struct ResidualEmbedding {
+    stem: (Tensor, Tensor),
+    blocks: Vec<ResBlock>,
+    proj: (Tensor, Tensor),
+    patch: usize,
+    in_channels: usize,
+    channels: usize,
+    groups: usize,
+    eps: f32,
+    names: Vec<(String, Tensor)>,
+}
+
+impl ResidualEmbedding {
+    /// Parameters `embed.patch.*` (see the checkpoint name table in gato-transformer).
+    pub fn new(src: &mut dyn ParamSource, config: &GatoConfig) -> Result<Self> {
+        let (c, ch, p, w) = (
+            config.image_channels,
+            config.patch_embedding_channels,
+            config.img_patch_size,
+            config.layer_width,
+        );
+        let mut names = Vec::new();
+        let mut get = |name: String, shape: Shape, init: Init| -> Result<Tensor> {
+            let t = src.param(&name, &shape, init)?;
+            names.push((name, t.clone()));
+            Ok(t)
+        };
+        let conv_std = |fan_in: usize| Init::Normal((1.0 / fan_in as f32).sqrt());
+        let stem = (
+            get(
+                "embed.patch.stem.weight".into(),
+                Shape::from([ch, c, 1, 1]),
+                conv_std(c),
+            )?,
+            get(
+                "embed.patch.stem.bias".into(),
+                Shape::from([ch]),
+                Init::Zeros,
+            )?,
+        );
+        let mut blocks = Vec::new();
+        for i in 0..config.num_res_blocks {
+            let pre = format!("embed.patch.blocks.{i}");
+            let mut norm = |k: &str| -> Result<(Tensor, Tensor)> {
+                Ok((
+                    get(format!("{pre}.{k}.weight"), Shape::from([ch]), Init::Ones)?,
+                    get(format!("{pre}.{k}.bias"), Shape::from([ch]), Init::Zeros)?,
+                ))
+            };
+            let norm1 = norm("norm1")?;
+            let norm2_pending = norm("norm2")?;
+            let mut conv = |k: &str| -> Result<(Tensor, Tensor)> {
+                Ok((
+                    get(
+                        format!("{pre}.{k}.weight"),
+                        Shape::from([ch, ch, 3, 3]),
+                        conv_std(ch * 9),
+                    )?,
+                    get(format!("{pre}.{k}.bias"), Shape::from([ch]), Init::Zeros)?,
+                ))
+            };
+            blocks.push(ResBlock {
+                norm1,
+                conv1: conv("conv1")?,
+                norm2: norm2_pending,
+                conv2: conv("conv2")?,
+            });
+        }
+        let proj = (
+            get(
+                "embed.patch.proj.weight".into(),
+                Shape::from([ch * p * p, w]),
+                Init::Normal(0.02),
+            )?,
+            get(
+                "embed.patch.proj.bias".into(),
+                Shape::from([w]),
+                Init::Zeros,
+            )?,
+        );
+        Ok(ResidualEmbedding {
+            stem,
+            blocks,
+            proj,
+            patch: p,
+            in_channels: c,
+            channels: ch,
+            groups: config.num_group_norm_groups,
+            eps: config.layer_norm_eps as f32,
+            names,
+        })
+    }
+
+    /// Values per patch the embedding expects, `P·P·C`.
+    pub fn patch_len(&self) -> usize {
+        self.patch * self.patch * self.in_channels
+    }
+
+    /// Embed `n` patches (`[n, P, P, C]` flattened) → `[n, width]`.
+    pub fn embed_patches(
+        &self,
+        backend: &dyn Backend,
+        patches: &[f32],
+        n: usize,
+    ) -> Result<Tensor> {
+        let (p, c) = (self.patch, self.in_channels);
+        if patches.len() != n * self.patch_len() {
+            return Err(Error::shape(
+                "ResidualEmbedding",
+                format!("{} values for {n} patches of {p}×{p}×{c}", patches.len()),
+            ));
+        }
+        let x = backend.upload(HostSlice::F32(patches), &Shape::from([n, p, p, c]))?;
+        let x = backend.permute(&x, &[0, 3, 1, 2])?; // [n, C, P, P]
+        let mut x = backend.conv2d(&x, &self.stem.0, Some(&self.stem.1), &Conv2dSpec::default())?;
+        let same = Conv2dSpec {
+            stride: 1,
+            padding: 1,
+        };
+        for blk in &self.blocks {
+            let h = backend.group_norm(&x, self.groups, &blk.norm1.0, &blk.norm1.1, self.eps)?;
+            let h = backend.unary(UnaryOp::Gelu, &h)?;
+            let h = backend.conv2d(&h, &blk.conv1.0, Some(&blk.conv1.1), &same)?;
+            let h = backend.group_norm(&h, self.groups, &blk.norm2.0, &blk.norm2.1, self.eps)?;
+            let h = backend.unary(UnaryOp::Gelu, &h)?;
+            let h = backend.conv2d(&h, &blk.conv2.0, Some(&blk.conv2.1), &same)?;
+            x = backend.binary(BinaryOp::Add, &x, &h)?;
+        }
+        let flat = x.reshape([n, self.channels * p * p])?;
+        backend.linear(&flat, &self.proj.0, Some(&self.proj.1))
+    }
+}
+
+impl Embedding for ResidualEmbedding {
+    fn name(&self) -> &str {
+        "patch"
+    }
+
+    fn forward(
+        &self,
+        backend: &dyn Backend,
+        batch: &TokenBatch,
+        _mode: EmbeddingMode,
+    ) -> Result<Tensor> {
+        let n = batch.patch_positions.len();
+        let width = self.proj.0.dims()[1];
+        if n == 0 {
+            return backend.zeros(
+                &Shape::from([batch.batch, batch.seq_len, width]),
+                gato_core::DType::F32,
+            );
+        }
+        let table = self.embed_patches(backend, &batch.patches, n)?;
+        let mut ids = Vec::with_capacity(batch.ids.len());
+        for b in 0..batch.batch {
+            for t in 0..batch.seq_len {
+                let i = b * batch.seq_len + t;
+                let is_patch = t < batch.lengths[b] && batch.modality[i] == Modality::Image;
+                ids.push(if is_patch { batch.ids[i] } else { PAD_ID });
+            }
+        }
+        let ids = backend.upload(
+            HostSlice::U32(&ids),
+            &Shape::from([batch.batch, batch.seq_len]),
+        )?;
+        backend.embedding(&table, &ids)
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.names.clone()
+    }
+}

@@ -1,0 +1,91 @@
+//! Causal multi-head self-attention (§2.2, App. C.1; SPEC §6): Q, K, V, O projections with biases, `heads × kv`
+//! inner width, softmax scale `1/√kv`, the causal mask, key padding per sequence, and an optional KV cache.
+//!
+//! ```text
+//! x [B, T, W] ─q,k,v─► [B, T, H·K] ─split─► [B, H, T, K]
+//!   (with a cache: k, v ← concat(cache, k, v) along T; queries start at the cache length)
+//! softmax(q·kᵀ/√K + causal/padding mask) · v ─► [B, H, T, K] ─merge─► [B, T, H·K] ─o─► [B, T, W]
+//! ```
+
+use gato_core::{AttentionSpec, Backend, GatoConfig, ParamSource, Result, Tensor};
+
+use crate::kv_cache::LayerCache;
+use crate::layers::Linear;
+
+/// One attention layer.
+pub struct Attention {
+    /// Query projection `[W, H·K]`.
+    pub q: Linear,
+    /// Key projection.
+    pub k: Linear,
+    /// Value projection.
+    pub v: Linear,
+    /// Output projection `[H·K, W]`.
+    pub o: Linear,
+    heads: usize,
+    kv: usize,
+}
+
+impl Attention {
+    /// Parameters `{name}.q|k|v|o.weight|bias`.
+    pub fn new(src: &mut dyn ParamSource, name: &str, c: &GatoConfig) -> Result<Self> {
+        let (w, inner) = (c.layer_width, c.attention_width());
+        let out_std = 0.02 / (2.0 * c.num_transformer_blocks as f32).sqrt();
+        Ok(Attention {
+            q: Linear::new(src, &format!("{name}.q"), w, inner, 0.02)?,
+            k: Linear::new(src, &format!("{name}.k"), w, inner, 0.02)?,
+            v: Linear::new(src, &format!("{name}.v"), w, inner, 0.02)?,
+            o: Linear::new(src, &format!("{name}.o"), inner, w, out_std)?,
+            heads: c.num_attention_heads,
+            kv: c.key_value_size,
+        })
+    }
+
+    /// `x: [B, T, W]` → `[B, T, W]`. `kv_len[b]` real keys per sequence (padding masked); with `cache` (batch 1),
+    /// the new keys and values are appended to it and the queries attend to everything cached before them.
+    pub fn forward(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        kv_len: Option<Vec<usize>>,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = (x.dims()[0], x.dims()[1]);
+        let (h, k) = (self.heads, self.kv);
+        let split =
+            |y: Tensor| -> Result<Tensor> { be.permute(&y.reshape([b, t, h, k])?, &[0, 2, 1, 3]) };
+        let q = split(self.q.forward(be, x)?)?;
+        let kk = split(self.k.forward(be, x)?)?;
+        let vv = split(self.v.forward(be, x)?)?;
+        let (kk, vv, q_offset) = match cache {
+            Some(c) => {
+                let offset = c.len();
+                let (kk, vv) = c.append(be, kk, vv)?;
+                (kk, vv, offset)
+            }
+            None => (kk, vv, 0),
+        };
+        let spec = AttentionSpec {
+            scale: 1.0 / (k as f32).sqrt(),
+            causal: true,
+            q_offset,
+            kv_len,
+        };
+        let y = be.attention(&q, &kk, &vv, &spec)?; // [B, H, T, K]
+        let y = be.permute(&y, &[0, 2, 1, 3])?.reshape([b, t, h * k])?;
+        self.o.forward(be, &y)
+    }
+
+    /// Named parameters.
+    pub fn parameters(&self, name: &str) -> Vec<(String, Tensor)> {
+        [
+            ("q", &self.q),
+            ("k", &self.k),
+            ("v", &self.v),
+            ("o", &self.o),
+        ]
+        .iter()
+        .flat_map(|(n, l)| l.parameters(&format!("{name}.{n}")))
+        .collect()
+    }
+}

@@ -1,0 +1,60 @@
+//! One pre-LayerNorm decoder block (SPEC §6): `x += Attn(LN1(x)); x += FFN(LN2(x))`.
+
+use gato_core::{Backend, BinaryOp, GatoConfig, ParamSource, Result, Tensor};
+
+use crate::attention::Attention;
+use crate::feed_forward::FeedForward;
+use crate::kv_cache::LayerCache;
+use crate::layers::LayerNorm;
+
+/// A decoder block.
+pub struct DecoderBlock {
+    /// LayerNorm before attention.
+    pub ln1: LayerNorm,
+    /// Self-attention.
+    pub attn: Attention,
+    /// LayerNorm before the feed-forward network.
+    pub ln2: LayerNorm,
+    /// Feed-forward network.
+    pub ff: FeedForward,
+}
+
+impl DecoderBlock {
+    /// Parameters `blocks.{i}.*`.
+    pub fn new(src: &mut dyn ParamSource, i: usize, c: &GatoConfig) -> Result<Self> {
+        let p = format!("blocks.{i}");
+        let eps = c.layer_norm_eps as f32;
+        Ok(DecoderBlock {
+            ln1: LayerNorm::new(src, &format!("{p}.ln1"), c.layer_width, eps)?,
+            attn: Attention::new(src, &format!("{p}.attn"), c)?,
+            ln2: LayerNorm::new(src, &format!("{p}.ln2"), c.layer_width, eps)?,
+            ff: FeedForward::new(src, &format!("{p}.ff"), c)?,
+        })
+    }
+
+    /// `[B, T, W]` → `[B, T, W]`.
+    pub fn forward(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        kv_len: Option<Vec<usize>>,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Tensor> {
+        let a = self
+            .attn
+            .forward(be, &self.ln1.forward(be, x)?, kv_len, cache)?;
+        let x = be.binary(BinaryOp::Add, x, &a)?;
+        let f = self.ff.forward(be, &self.ln2.forward(be, &x)?)?;
+        be.binary(BinaryOp::Add, &x, &f)
+    }
+
+    /// Named parameters.
+    pub fn parameters(&self, i: usize) -> Vec<(String, Tensor)> {
+        let p = format!("blocks.{i}");
+        let mut v = self.ln1.parameters(&format!("{p}.ln1"));
+        v.extend(self.attn.parameters(&format!("{p}.attn")));
+        v.extend(self.ln2.parameters(&format!("{p}.ln2")));
+        v.extend(self.ff.parameters(&format!("{p}.ff")));
+        v
+    }
+}

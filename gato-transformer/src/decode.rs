@@ -1,0 +1,121 @@
+//! Incremental decoding with a KV cache and a sliding context window (SPEC §6–§7).
+//!
+//! [`DecodeState`] holds the tokens seen so far (a batch of one) and every layer's cached keys and values. Pushing
+//! tokens runs only the new ones through the model. When the context window (`token_sequence_length`, 1024) would
+//! overflow, the oldest **whole timesteps** are dropped and the cache is rebuilt from the tokens that remain.
+
+use gato_core::{Backend, Error, Result, Tensor, TokenBatch};
+
+use crate::kv_cache::LayerCache;
+use crate::model::GatoTransformer;
+
+/// Tokens seen and their cached keys/values.
+pub struct DecodeState {
+    cache: Vec<LayerCache>,
+    history: TokenBatch,
+    context: usize,
+    rebuilds: usize,
+}
+
+impl DecodeState {
+    /// An empty state for `model`.
+    pub fn new(model: &GatoTransformer) -> Self {
+        DecodeState {
+            cache: vec![LayerCache::default(); model.blocks.len()],
+            history: TokenBatch::default(),
+            context: model.config().token_sequence_length,
+            rebuilds: 0,
+        }
+    }
+
+    /// Tokens in the window.
+    pub fn len(&self) -> usize {
+        self.history.lengths.first().copied().unwrap_or(0)
+    }
+
+    /// Whether no token has been pushed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many times the window slid (cache rebuilt).
+    pub fn rebuilds(&self) -> usize {
+        self.rebuilds
+    }
+
+    /// The tokens in the window.
+    pub fn history(&self) -> &TokenBatch {
+        &self.history
+    }
+
+    /// First index at which dropping everything before it leaves room for `incoming` tokens, on a timestep
+    /// boundary.
+    fn cut_point(&self, incoming: usize) -> Result<usize> {
+        let n = self.len();
+        let ts = &self.history.timestep;
+        for k in 1..=n {
+            let boundary = k == n || ts[k] != ts[k - 1];
+            if boundary && n - k + incoming <= self.context {
+                return Ok(k);
+            }
+        }
+        Err(Error::invalid(
+            "DecodeState::push",
+            format!(
+                "{incoming} new tokens do not fit the context window of {} tokens",
+                self.context
+            ),
+        ))
+    }
+
+    /// Run `new` (a batch of one) on top of the window; returns the final hidden states of the new tokens
+    /// `[1, t, W]`.
+    pub fn push(
+        &mut self,
+        model: &GatoTransformer,
+        be: &dyn Backend,
+        new: &TokenBatch,
+    ) -> Result<Tensor> {
+        if new.batch != 1 {
+            return Err(Error::invalid(
+                "DecodeState::push",
+                format!("expects a batch of 1, got {}", new.batch),
+            ));
+        }
+        let incoming = new.lengths[0];
+        if self.len() + incoming > self.context {
+            let cut = self.cut_point(incoming)?;
+            self.history = self.history.slice_single(cut..self.len())?;
+            self.cache = vec![LayerCache::default(); model.blocks.len()];
+            if self.len() > 0 {
+                model.extend_cache(be, &mut self.cache, &self.history)?;
+            }
+            self.rebuilds += 1;
+        }
+        let h = model.extend_cache(be, &mut self.cache, new)?;
+        self.history.extend_single(new)?;
+        Ok(h)
+    }
+
+    /// Forget everything after the first `len` tokens (e.g. sampled actions replaced by recorded ones).
+    pub fn truncate(&mut self, be: &dyn Backend, len: usize) -> Result<()> {
+        if len >= self.len() {
+            return Ok(());
+        }
+        self.history = self.history.slice_single(0..len)?;
+        for c in &mut self.cache {
+            c.truncate(be, len)?;
+        }
+        Ok(())
+    }
+}
+
+/// Logits of the last position of hidden states `[1, t, W]` → host vector of `vocab` values.
+pub fn last_logits(model: &GatoTransformer, be: &dyn Backend, hidden: &Tensor) -> Result<Vec<f32>> {
+    let t = hidden.dims()[1];
+    let last = be.slice(hidden, 1, t - 1, 1)?;
+    let logits = model.logits_of(be, &last)?;
+    be.download(&logits)?
+        .into_f32()
+        .ok_or_else(|| Error::invalid("last_logits", "logits are not f32"))
+}

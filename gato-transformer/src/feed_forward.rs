@@ -1,0 +1,49 @@
+//! The feed-forward network (App. C.1; SPEC §6): `W2 · gelu(W1 x)` (exact-erf GELU, default) or GEGLU
+//! `W2 · (gelu(W1a x) ⊙ W1b x)` with a first matrix twice as wide.
+
+use gato_core::{Activation, Backend, GatoConfig, ParamSource, Result, Tensor, UnaryOp};
+
+use crate::layers::Linear;
+
+/// One feed-forward network.
+pub struct FeedForward {
+    /// `[W, F]` (GELU) or `[W, 2F]` (GEGLU).
+    pub input: Linear,
+    /// `[F, W]`.
+    pub output: Linear,
+    activation: Activation,
+}
+
+impl FeedForward {
+    /// Parameters `{name}.in.*` and `{name}.out.*`.
+    pub fn new(src: &mut dyn ParamSource, name: &str, c: &GatoConfig) -> Result<Self> {
+        let (w, f) = (c.layer_width, c.feedforward_hidden_size);
+        let first = match c.activation {
+            Activation::Gelu => f,
+            Activation::Geglu => 2 * f,
+        };
+        let out_std = 0.02 / (2.0 * c.num_transformer_blocks as f32).sqrt();
+        Ok(FeedForward {
+            input: Linear::new(src, &format!("{name}.in"), w, first, 0.02)?,
+            output: Linear::new(src, &format!("{name}.out"), f, w, out_std)?,
+            activation: c.activation,
+        })
+    }
+
+    /// `[..., W]` → `[..., W]`.
+    pub fn forward(&self, be: &dyn Backend, x: &Tensor) -> Result<Tensor> {
+        let h = self.input.forward(be, x)?;
+        let h = match self.activation {
+            Activation::Gelu => be.unary(UnaryOp::Gelu, &h)?,
+            Activation::Geglu => be.geglu(&h)?,
+        };
+        self.output.forward(be, &h)
+    }
+
+    /// Named parameters.
+    pub fn parameters(&self, name: &str) -> Vec<(String, Tensor)> {
+        let mut v = self.input.parameters(&format!("{name}.in"));
+        v.extend(self.output.parameters(&format!("{name}.out")));
+        v
+    }
+}

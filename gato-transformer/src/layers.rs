@@ -1,0 +1,78 @@
+//! The small layers the decoder is built from: `Linear` (`x·W + b`, W stored `[in, out]`) and `LayerNorm`.
+
+use gato_core::{Backend, Init, ParamSource, Result, Shape, Tensor};
+
+/// `y = x · W + b`, `W: [in, out]`.
+pub struct Linear {
+    /// Weight `[in, out]`.
+    pub weight: Tensor,
+    /// Bias `[out]`.
+    pub bias: Tensor,
+}
+
+impl Linear {
+    /// Parameters `{name}.weight` and `{name}.bias`.
+    pub fn new(
+        src: &mut dyn ParamSource,
+        name: &str,
+        inp: usize,
+        out: usize,
+        std: f32,
+    ) -> Result<Self> {
+        Ok(Linear {
+            weight: src.param(
+                &format!("{name}.weight"),
+                &Shape::from([inp, out]),
+                Init::Normal(std),
+            )?,
+            bias: src.param(&format!("{name}.bias"), &Shape::from([out]), Init::Zeros)?,
+        })
+    }
+
+    /// `x: [..., in]` → `[..., out]`.
+    pub fn forward(&self, backend: &dyn Backend, x: &Tensor) -> Result<Tensor> {
+        backend.linear(x, &self.weight, Some(&self.bias))
+    }
+
+    /// Named parameters.
+    pub fn parameters(&self, name: &str) -> Vec<(String, Tensor)> {
+        vec![
+            (format!("{name}.weight"), self.weight.clone()),
+            (format!("{name}.bias"), self.bias.clone()),
+        ]
+    }
+}
+
+/// LayerNorm over the last dim (eps 1e-5 by default).
+pub struct LayerNorm {
+    /// γ `[width]`.
+    pub weight: Tensor,
+    /// β `[width]`.
+    pub bias: Tensor,
+    /// ε.
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    /// Parameters `{name}.weight` (ones) and `{name}.bias` (zeros).
+    pub fn new(src: &mut dyn ParamSource, name: &str, width: usize, eps: f32) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: src.param(&format!("{name}.weight"), &Shape::from([width]), Init::Ones)?,
+            bias: src.param(&format!("{name}.bias"), &Shape::from([width]), Init::Zeros)?,
+            eps,
+        })
+    }
+
+    /// Normalise the last dim.
+    pub fn forward(&self, backend: &dyn Backend, x: &Tensor) -> Result<Tensor> {
+        backend.layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+
+    /// Named parameters.
+    pub fn parameters(&self, name: &str) -> Vec<(String, Tensor)> {
+        vec![
+            (format!("{name}.weight"), self.weight.clone()),
+            (format!("{name}.bias"), self.bias.clone()),
+        ]
+    }
+}

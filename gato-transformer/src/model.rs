@@ -1,0 +1,207 @@
+//! `GatoTransformer`: input embedding → decoder blocks → final LayerNorm → logits `h · Eᵀ` with the shared table
+//! (tied, §2.2) or an untied head. Written once against `&dyn Backend`.
+//!
+//! Dropout (0.1 in training, SPEC §6) is not applied: this crate runs inference; training comes later.
+
+use gato_core::{
+    Backend, EmbeddingMode, GatoConfig, Init, MatmulSpec, Modality, ParamSource, Result, Shape,
+    Tensor, TokenBatch,
+};
+use gato_embed::{InputEmbedding, RandomInit};
+
+use crate::block::DecoderBlock;
+use crate::kv_cache::LayerCache;
+use crate::layers::LayerNorm;
+
+/// The whole model.
+pub struct GatoTransformer {
+    config: GatoConfig,
+    /// The sum of the four input embedding contributions.
+    pub embed: InputEmbedding,
+    /// The decoder blocks.
+    pub blocks: Vec<DecoderBlock>,
+    /// Final LayerNorm.
+    pub final_ln: LayerNorm,
+    /// Untied output head `[vocab, W]` (when `tie_embeddings` is false).
+    pub head: Option<Tensor>,
+}
+
+impl std::fmt::Debug for GatoTransformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GatoTransformer({} blocks, width {})",
+            self.blocks.len(),
+            self.config.layer_width
+        )
+    }
+}
+
+/// Parameter name of the untied head.
+pub const HEAD_PARAM: &str = "head.weight";
+
+impl GatoTransformer {
+    /// Build from a parameter source (random init or checkpoint). The config must validate.
+    pub fn new(src: &mut dyn ParamSource, config: &GatoConfig) -> Result<Self> {
+        config.validate()?;
+        let embed = InputEmbedding::new(src, config)?;
+        let blocks = (0..config.num_transformer_blocks)
+            .map(|i| DecoderBlock::new(src, i, config))
+            .collect::<Result<Vec<_>>>()?;
+        let final_ln = LayerNorm::new(
+            src,
+            "final_ln",
+            config.layer_width,
+            config.layer_norm_eps as f32,
+        )?;
+        let head = if config.tie_embeddings {
+            None
+        } else {
+            let vocab = config.layout()?.vocab_size as usize;
+            Some(src.param(
+                HEAD_PARAM,
+                &Shape::from([vocab, config.layer_width]),
+                Init::Normal(0.02),
+            )?)
+        };
+        Ok(GatoTransformer {
+            config: config.clone(),
+            embed,
+            blocks,
+            final_ln,
+            head,
+        })
+    }
+
+    /// A fresh model from a seed (init scheme: `gato_embed::RandomInit`).
+    pub fn init(backend: &dyn Backend, config: &GatoConfig, seed: u64) -> Result<Self> {
+        Self::new(&mut RandomInit::new(backend, seed), config)
+    }
+
+    /// The config.
+    pub fn config(&self) -> &GatoConfig {
+        &self.config
+    }
+
+    /// Every parameter with its checkpoint name, in construction order.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = self.embed.parameters();
+        for (i, b) in self.blocks.iter().enumerate() {
+            v.extend(b.parameters(i));
+        }
+        v.extend(self.final_ln.parameters("final_ln"));
+        if let Some(h) = &self.head {
+            v.push((HEAD_PARAM.to_string(), h.clone()));
+        }
+        v
+    }
+
+    /// The output projection `[vocab, W]` (the shared table when tied).
+    pub fn output_table(&self) -> &Tensor {
+        self.head
+            .as_ref()
+            .unwrap_or_else(|| self.embed.discrete.table())
+    }
+
+    fn run_blocks(
+        &self,
+        be: &dyn Backend,
+        mut x: Tensor,
+        kv_len: Option<Vec<usize>>,
+        mut cache: Option<&mut [LayerCache]>,
+    ) -> Result<Tensor> {
+        for (i, b) in self.blocks.iter().enumerate() {
+            let c = cache.as_mut().map(|c| &mut c[i]);
+            x = b.forward(be, &x, kv_len.clone(), c)?;
+        }
+        self.final_ln.forward(be, &x)
+    }
+
+    /// Final hidden states `[B, T, W]` of a batch (evaluation mode unless `mode` says training).
+    pub fn hidden(
+        &self,
+        be: &dyn Backend,
+        batch: &TokenBatch,
+        mode: EmbeddingMode,
+    ) -> Result<Tensor> {
+        let x = self.embed.forward(be, batch, mode)?;
+        self.run_blocks(be, x, Some(batch.lengths.clone()), None)
+    }
+
+    /// Logits `[..., vocab]` of hidden states `[..., W]`.
+    pub fn logits_of(&self, be: &dyn Backend, h: &Tensor) -> Result<Tensor> {
+        be.matmul(h, self.output_table(), &MatmulSpec::nt())
+    }
+
+    /// Logits `[B, T, vocab]` at every position (evaluation mode).
+    pub fn forward(&self, be: &dyn Backend, batch: &TokenBatch) -> Result<Tensor> {
+        let h = self.hidden(be, batch, EmbeddingMode::Eval)?;
+        self.logits_of(be, &h)
+    }
+
+    /// Run `new` tokens (batch of one) through the model on top of `cache`, appending their keys and values.
+    /// Returns the final hidden states of the new tokens, `[1, t, W]`.
+    pub fn extend_cache(
+        &self,
+        be: &dyn Backend,
+        cache: &mut [LayerCache],
+        new: &TokenBatch,
+    ) -> Result<Tensor> {
+        let x = self.embed.forward(be, new, EmbeddingMode::Eval)?;
+        self.run_blocks(be, x, None, Some(cache))
+    }
+}
+
+/// The masked cross-entropy loss of a batch (§2.3): the mean over target tokens of `−log p(token)`, where the
+/// logits at position `t` predict the token at `t + 1` and only tokens with `loss = true` are targets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossReport {
+    /// Mean negative log-likelihood per target (nats).
+    pub loss: f64,
+    /// Number of targets.
+    pub targets: usize,
+}
+
+/// Compute [`LossReport`] from `[B, T, V]` logits.
+pub fn masked_cross_entropy(
+    be: &dyn Backend,
+    logits: &Tensor,
+    batch: &TokenBatch,
+) -> Result<LossReport> {
+    let v = logits.dims()[2];
+    let logp = be
+        .download(&be.log_softmax(logits)?)?
+        .into_f32()
+        .unwrap_or_default();
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for b in 0..batch.batch {
+        for t in 1..batch.lengths[b] {
+            let i = b * batch.seq_len + t;
+            if batch.loss[i] && batch.modality[i] != Modality::Image {
+                let row = (b * batch.seq_len + t - 1) * v;
+                sum -= logp[row + batch.ids[i] as usize] as f64;
+                n += 1;
+            }
+        }
+    }
+    Ok(LossReport {
+        loss: if n == 0 { 0.0 } else { sum / n as f64 },
+        targets: n,
+    })
+}
+
+/// Upload helper: ids of a single token as a batch of one (used when appending sampled action tokens).
+pub fn single_token(id: u32, timestep: u32, local_position: Option<u32>) -> TokenBatch {
+    TokenBatch {
+        batch: 1,
+        seq_len: 1,
+        lengths: vec![1],
+        ids: vec![id],
+        modality: vec![Modality::Discrete],
+        local_position: vec![local_position],
+        loss: vec![true],
+        timestep: vec![timestep],
+        patches: vec![],
+        patch_positions: vec![],
+    }
+}

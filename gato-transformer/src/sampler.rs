@@ -1,0 +1,89 @@
+//! Action sampling (§2.4, SPEC §7): each action token is drawn from the logits restricted to the legal ids of its
+//! field (discrete: `[offset, offset + n)`; continuous: the continuous block), with a temperature, or by argmax.
+
+use std::ops::Range;
+
+use gato_core::{Error, Result};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+/// How to pick a token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// The most likely legal token (ties: the lowest id). Deterministic.
+    Argmax,
+    /// Softmax over legal logits divided by this temperature (> 0, finite; 1.0 is the model's distribution).
+    Temperature(f32),
+}
+
+/// A seeded sampler: the same seed gives the same draws.
+pub struct ActionSampler {
+    sampling: Sampling,
+    rng: StdRng,
+}
+
+impl ActionSampler {
+    /// A sampler; a temperature that is not finite and positive is an error naming it.
+    pub fn new(sampling: Sampling, seed: u64) -> Result<Self> {
+        if let Sampling::Temperature(t) = sampling {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::OutOfRange {
+                    op: "ActionSampler",
+                    what: "temperature".into(),
+                    value: t.to_string(),
+                    allowed: "finite and > 0 (or argmax)".into(),
+                });
+            }
+        }
+        Ok(ActionSampler {
+            sampling,
+            rng: StdRng::seed_from_u64(seed),
+        })
+    }
+
+    /// Pick an id in `legal` from a full row of logits. Always returns an id inside `legal`.
+    pub fn sample(&mut self, logits: &[f32], legal: Range<u32>) -> Result<u32> {
+        if legal.is_empty() || legal.end as usize > logits.len() {
+            return Err(Error::OutOfRange {
+                op: "ActionSampler::sample",
+                what: "legal ids".into(),
+                value: format!("{legal:?}"),
+                allowed: format!("a non-empty range within [0, {})", logits.len()),
+            });
+        }
+        let row = &logits[legal.start as usize..legal.end as usize];
+        if let Some(i) = row.iter().position(|x| x.is_nan()) {
+            return Err(Error::NonFinite {
+                field: "logits".into(),
+                index: legal.start as usize + i,
+                value: f64::NAN,
+            });
+        }
+        let best = row
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, &x)| if x > row[b] { i } else { b });
+        let pick = match self.sampling {
+            Sampling::Argmax => best,
+            Sampling::Temperature(t) => {
+                let max = row[best] as f64;
+                let w: Vec<f64> = row
+                    .iter()
+                    .map(|&x| ((x as f64 - max) / t as f64).exp())
+                    .collect();
+                let total: f64 = w.iter().sum();
+                let mut u = self.rng.random::<f64>() * total;
+                let mut chosen = w.len() - 1;
+                for (i, wi) in w.iter().enumerate() {
+                    if u < *wi {
+                        chosen = i;
+                        break;
+                    }
+                    u -= wi;
+                }
+                chosen
+            }
+        };
+        Ok(legal.start + pick as u32)
+    }
+}
