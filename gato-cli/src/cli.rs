@@ -77,6 +77,37 @@ pub enum Command {
         #[command(flatten)]
         format: Format,
     },
+    /// Initialise a model from a seed and write a checkpoint (config.json + model.safetensors).
+    Init {
+        /// Preset or config file.
+        #[arg(long, default_value = "tiny", value_name = "NAME|PATH")]
+        config: String,
+        /// Seed of the initialisation.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Weight dtype on disk: f32, bf16 or f16.
+        #[arg(long, default_value = "f32", value_name = "DTYPE")]
+        dtype: String,
+    },
+    /// Run the model over an episode and print the masked loss; optionally dump logits and token ids.
+    Forward(ForwardArgs),
+    /// Act on an episode offline: sample each action, compare with the recorded (expert) one.
+    Act(ActArgs),
+    /// The tour: initialise a model, tokenize the bundled real episodes, run the forward pass and act.
+    Demo {
+        /// Preset or config file of the model to initialise.
+        #[arg(long, default_value = "small", value_name = "NAME|PATH")]
+        config: String,
+        /// Directory of episode files.
+        #[arg(long, default_value = "data/episodes", value_name = "DIR")]
+        episodes: PathBuf,
+        /// Timesteps to act per environment.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
     /// Write a config preset as config.json (to edit and pass to --config).
     Config {
         /// Preset to start from.
@@ -121,6 +152,64 @@ pub struct TokenizeArgs {
     /// Config preset or file (token layout, mu-law constants, patch size).
     #[arg(long, default_value = "small", value_name = "NAME|PATH")]
     pub config: String,
+    /// Output format.
+    #[command(flatten)]
+    pub format: Format,
+}
+
+/// Arguments of `gato forward`.
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Checkpoint directory (from `gato init`).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: PathBuf,
+    /// Episode file.
+    #[arg(long, value_name = "FILE")]
+    pub episode: PathBuf,
+    /// Which episode of the file.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub episode_index: usize,
+    /// Text tokenizer for text fields.
+    #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
+    pub text_tokenizer: String,
+    /// Write logits [T, vocab] (f32) and token ids [T] (u32) to this safetensors file.
+    #[arg(long, value_name = "OUT")]
+    pub dump_logits: Option<PathBuf>,
+    /// Output format.
+    #[command(flatten)]
+    pub format: Format,
+}
+
+/// Arguments of `gato act`.
+#[derive(Debug, Args)]
+pub struct ActArgs {
+    /// Checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: PathBuf,
+    /// Episode file whose observations the agent acts on.
+    #[arg(long, value_name = "FILE")]
+    pub episode: PathBuf,
+    /// Which episode of the file.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub episode_index: usize,
+    /// A demonstration file whose first episode's first timesteps prompt the agent.
+    #[arg(long, value_name = "FILE")]
+    pub prompt: Option<PathBuf>,
+    /// Sampling temperature (> 0).
+    #[arg(long, default_value_t = 1.0, conflicts_with = "argmax")]
+    pub temperature: f32,
+    /// Take the most likely legal token instead of sampling.
+    #[arg(long)]
+    pub argmax: bool,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Act on at most this many timesteps.
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<usize>,
+    /// Text tokenizer for text fields.
+    #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
+    pub text_tokenizer: String,
     /// Output format.
     #[command(flatten)]
     pub format: Format,

@@ -17,6 +17,7 @@
 use gato_cuda as _;
 use gato_tokenizers as _;
 
+pub mod agent;
 mod cli;
 mod commands;
 mod error;
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use cli::{Cli, Command, TokenizeArgs};
+pub use cli::{ActArgs, Cli, Command, ForwardArgs, TokenizeArgs};
 pub use error::CliError;
 
 /// Backends every `gato` binary built from this crate must have registered.

@@ -374,3 +374,169 @@ fn tokenize_episode_prints_every_timestep() {
     let o = gato(&["episodes", "/nonexistent.safetensors"]);
     assert!(!o.status.success() && text(&o).1.contains("/nonexistent.safetensors"));
 }
+
+#[test]
+fn init_forward_act_on_a_real_episode() {
+    let dir = std::env::temp_dir().join(format!("gato-cli-model-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ck = dir.join("ckpt");
+    let o = gato(&[
+        "init",
+        "--config",
+        "tiny",
+        "--seed",
+        "3",
+        "--out",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(ck.join("config.json").is_file() && ck.join("model.safetensors").is_file());
+
+    let dump = dir.join("logits.safetensors");
+    let ep = data("data/episodes/cartpole.safetensors");
+    let o = gato(&[
+        "forward",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--episode",
+        &ep,
+        "--dump-logits",
+        dump.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let loss = v["loss"].as_f64().unwrap();
+    assert!(loss.is_finite() && loss > 5.0, "{v}");
+    let tokens = v["tokens"].as_u64().unwrap() as usize;
+    assert!(tokens <= 1024 && tokens > 0);
+    let bytes = std::fs::read(&dump).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("logits").unwrap().shape(), &[tokens, 33025]);
+    assert_eq!(st.tensor("token_ids").unwrap().shape(), &[tokens]);
+
+    let o = gato(&[
+        "act",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--episode",
+        &ep,
+        "--argmax",
+        "--max-steps",
+        "4",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    for s in steps {
+        let t = s["tokens"].as_array().unwrap();
+        assert_eq!(t.len(), 1);
+        assert!(
+            t[0].as_u64().unwrap() < 2,
+            "CartPole actions are discrete ids 0 or 1: {s}"
+        );
+    }
+    // Argmax is deterministic: the same run gives the same tokens.
+    let again = gato(&[
+        "act",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--episode",
+        &ep,
+        "--argmax",
+        "--max-steps",
+        "4",
+        "--json",
+    ]);
+    let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    let toks = |x: &serde_json::Value| {
+        x["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["tokens"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(toks(&v), toks(&w));
+    // With a prompt from another file of the same task, and a MetaWorld episode with continuous actions.
+    let o = gato(&[
+        "act",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--episode",
+        &data("data/episodes/metaworld.safetensors"),
+        "--prompt",
+        &data("data/episodes/metaworld.safetensors"),
+        "--max-steps",
+        "2",
+        "--seed",
+        "5",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("agreement with the expert") && out.contains("prompt"),
+        "{out}"
+    );
+
+    // Bad inputs.
+    let o = gato(&[
+        "act",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--episode",
+        &ep,
+        "--temperature",
+        "0",
+    ]);
+    assert!(!o.status.success() && text(&o).1.contains("temperature"));
+    let o = gato(&["forward", "--checkpoint", "/nonexistent", "--episode", &ep]);
+    assert!(!o.status.success() && text(&o).1.contains("config.json"));
+    let o = gato(&[
+        "init",
+        "--out",
+        dir.join("x").to_str().unwrap(),
+        "--dtype",
+        "f64",
+    ]);
+    assert!(!o.status.success() && text(&o).1.contains("f32, bf16 or f16"));
+    let o = gato(&[
+        "--backend",
+        "cuda",
+        "forward",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--episode",
+        &ep,
+    ]);
+    if gato_cuda::probe().is_err() {
+        assert!(!o.status.success() && text(&o).1.contains("CUDA backend unavailable: "));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn demo_runs_on_the_bundled_episodes() {
+    let o = Command::new(env!("CARGO_BIN_EXE_gato"))
+        .args(["demo", "--config", "tiny", "--steps", "2"])
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for env in [
+        "BabyAI-GoToLocal-v0",
+        "CartPole-v1",
+        "ALE/Breakout-v5",
+        "Meta-World/MT1/reach-v3",
+        "Pendulum-v1",
+    ] {
+        assert!(out.contains(env), "{env} missing:\n{out}");
+    }
+    assert!(
+        out.contains("forward") && out.contains("agreement"),
+        "{out}"
+    );
+}

@@ -1,10 +1,14 @@
 //! One short function per subcommand; each calls library crates and formats the result.
 
+mod act;
 mod backends;
 mod check;
 mod config;
+mod demo;
 mod episodes;
+mod forward;
 mod info;
+mod init;
 mod tokenize;
 mod tokenizers;
 
@@ -26,6 +30,19 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Check { size, format } => Ok(check::run(&backend(cli)?, *size, format.json)?),
         Command::Config { config, out } => Ok(config::run(config, out.as_deref())?),
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Init {
+            config,
+            seed,
+            out,
+            dtype,
+        } => init::run(&backend(cli)?, config, *seed, out, dtype),
+        Command::Forward(args) => forward::run(&backend(cli)?, args),
+        Command::Act(args) => act::run(&backend(cli)?, args),
+        Command::Demo {
+            config,
+            episodes,
+            steps,
+        } => demo::run(&backend(cli)?, config, episodes, *steps),
         Command::Episodes { files, format } => episodes::run(files, format.json),
         Command::Tokenizers { format } => Ok(tokenizers::run(format.json)?),
     }
