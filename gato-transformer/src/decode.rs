@@ -87,7 +87,7 @@ impl DecodeState {
             let cut = self.cut_point(incoming)?;
             self.history = self.history.slice_single(cut..self.len())?;
             self.cache = vec![LayerCache::default(); model.blocks.len()];
-            if self.len() > 0 {
+            if !self.is_empty() {
                 model.extend_cache(be, &mut self.cache, &self.history)?;
             }
             self.rebuilds += 1;
