@@ -1,0 +1,62 @@
+//! Device memory of a CUDA tensor. Half types are stored as raw 16-bit words (`u16`); kernels convert.
+
+use std::any::Any;
+
+use cudarc::driver::CudaSlice;
+use gato_core::{DType, Storage};
+
+/// Registered name of the CUDA backend.
+pub const CUDA_BACKEND_NAME: &str = "cuda";
+
+/// A device buffer per dtype.
+#[derive(Debug)]
+pub enum CudaStorage {
+    /// f32.
+    F32(CudaSlice<f32>),
+    /// f16 bits.
+    F16(CudaSlice<u16>),
+    /// bf16 bits.
+    BF16(CudaSlice<u16>),
+    /// u32.
+    U32(CudaSlice<u32>),
+}
+
+impl CudaStorage {
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            CudaStorage::F32(_) => DType::F32,
+            CudaStorage::F16(_) => DType::F16,
+            CudaStorage::BF16(_) => DType::BF16,
+            CudaStorage::U32(_) => DType::U32,
+        }
+    }
+
+    /// Elements.
+    pub fn len(&self) -> usize {
+        match self {
+            CudaStorage::F32(s) => s.len(),
+            CudaStorage::F16(s) | CudaStorage::BF16(s) => s.len(),
+            CudaStorage::U32(s) => s.len(),
+        }
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Storage for CudaStorage {
+    fn backend_name(&self) -> &str {
+        CUDA_BACKEND_NAME
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn size_in_bytes(&self) -> usize {
+        self.len() * self.dtype().size_in_bytes()
+    }
+}
