@@ -1,13 +1,17 @@
-//! Causal multi-head attention on the CPU (§2.2, SPEC §6).
-//!
-//! For each (batch, head) and each query row: scores against the visible keys only, a max-subtracted softmax in a
-//! buffer of one row, and the weighted sum of values. Never materialises more than one row of the `Tq × Tk`
-//! matrix per thread.
+//! Causal multi-head attention on the CPU (§2.2, SPEC §6), tiled: for each (batch, head) and each tile of up to
+//! `TILE` query rows, `S = scale · Q_tile · K[..visible]ᵀ` through the GEMM, the causal/padding mask and a
+//! max-subtracted softmax per row, then `O_tile = P · V[..visible]`. Only one `TILE × Tk` block of scores exists per
+//! thread at a time — the full `Tq × Tk` matrix is never materialised — and both products run at GEMM speed.
 
 use rayon::prelude::*;
 
-use crate::backend::AttentionSpec;
-use crate::ops::AttentionDims;
+use super::matmul::matmul;
+use crate::backend::{AttentionSpec, MatmulSpec};
+use crate::ops::{AttentionDims, MatmulDims};
+use crate::shape::Shape;
+
+/// Query rows per tile.
+const TILE: usize = 64;
 
 /// Number of keys query `i` may see: causal limit and padding limit.
 #[inline]
@@ -22,6 +26,17 @@ pub(crate) fn visible_keys(spec: &AttentionSpec, d: &AttentionDims, b: usize, i:
     limit
 }
 
+fn dims(m: usize, n: usize, k: usize) -> MatmulDims {
+    MatmulDims {
+        batch: 1,
+        m,
+        n,
+        k,
+        b_batched: false,
+        out: Shape::new([m, n]),
+    }
+}
+
 pub(crate) fn attention(
     q: &[f32],
     k: &[f32],
@@ -34,37 +49,48 @@ pub(crate) fn attention(
     if tq == 0 || dv == 0 {
         return out;
     }
-    out.par_chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| {
+    // Work items: (batch·head, tile of query rows); each writes its own rows of `out`.
+    let mut chunks: Vec<(usize, usize, &mut [f32])> = Vec::new();
+    for (bh, head_out) in out.chunks_mut(tq * dv).enumerate() {
+        for (t, tile) in head_out.chunks_mut(TILE * dv).enumerate() {
+            chunks.push((bh, t * TILE, tile));
+        }
+    }
+    chunks.into_par_iter().for_each(|(bh, i0, o)| {
         let b = bh / d.h;
-        let qh = &q[bh * tq * dk..(bh + 1) * tq * dk];
-        let kh = &k[bh * tk * dk..(bh + 1) * tk * dk];
-        let vh = &v[bh * tk * dv..(bh + 1) * tk * dv];
-        let mut scores = vec![0.0f32; tk];
-        for (i, o_row) in o.chunks_mut(dv).enumerate() {
-            let n = visible_keys(spec, d, b, i);
+        let rows = o.len() / dv;
+        // Keys visible to the last row of the tile bound the whole tile; earlier rows mask the rest.
+        let kmax = visible_keys(spec, d, b, i0 + rows - 1);
+        if kmax == 0 {
+            return; // nothing visible: zeros (padding rows)
+        }
+        let qh = &q[(bh * tq + i0) * dk..(bh * tq + i0 + rows) * dk];
+        let kh = &k[bh * tk * dk..(bh * tk + kmax) * dk];
+        let vh = &v[bh * tk * dv..(bh * tk + kmax) * dv];
+        let spec_s = MatmulSpec {
+            trans_a: false,
+            trans_b: true,
+            alpha: spec.scale,
+        };
+        let mut s = matmul(qh, kh, &dims(rows, kmax, dk), &spec_s, 1);
+        for (r, row) in s.chunks_mut(kmax).enumerate() {
+            let n = visible_keys(spec, d, b, i0 + r);
             if n == 0 {
-                continue; // no visible key: zeros
+                row.fill(0.0);
+                continue;
             }
-            let q_row = &qh[i * dk..(i + 1) * dk];
-            let mut max = f32::NEG_INFINITY;
-            for (j, s) in scores[..n].iter_mut().enumerate() {
-                let k_row = &kh[j * dk..(j + 1) * dk];
-                *s = spec.scale * q_row.iter().zip(k_row).map(|(a, b)| a * b).sum::<f32>();
-                max = max.max(*s);
-            }
+            let max = row[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;
-            for s in &mut scores[..n] {
-                *s = (*s - max).exp();
-                sum += *s;
+            for x in &mut row[..n] {
+                *x = (*x - max).exp();
+                sum += *x;
             }
             let inv = 1.0 / sum;
-            for (j, &p) in scores[..n].iter().enumerate() {
-                let w = p * inv;
-                for (o, &x) in o_row.iter_mut().zip(&vh[j * dv..(j + 1) * dv]) {
-                    *o += w * x;
-                }
-            }
+            row[..n].iter_mut().for_each(|x| *x *= inv);
+            row[n..].fill(0.0);
         }
+        let y = matmul(&s, vh, &dims(rows, dv, kmax), &MatmulSpec::default(), 1);
+        o.copy_from_slice(&y);
     });
     out
 }

@@ -461,6 +461,31 @@ pub fn attention(b: &dyn Backend) -> Result<(), String> {
         any::<bool>(),
         any::<u64>(),
     );
+    attention_cases(b, case)
+}
+
+/// Attention with more queries than one tile of a tiled kernel (64 and more rows, a KV-cache offset up to 40).
+pub fn attention_long(b: &dyn Backend) -> Result<(), String> {
+    let case = (
+        1usize..2,
+        1usize..3,
+        60usize..140,
+        0usize..40,
+        8usize..33,
+        8usize..33,
+        any::<bool>(),
+        any::<bool>(),
+        any::<u64>(),
+    );
+    attention_cases(b, case)
+}
+
+type AttentionCase = (usize, usize, usize, usize, usize, usize, bool, bool, u64);
+
+fn attention_cases(
+    b: &dyn Backend,
+    case: impl Strategy<Value = AttentionCase>,
+) -> Result<(), String> {
     run(case, |(bs, h, tq, extra, d, dv, causal, padded, seed)| {
         let mut rng = Rng::new(seed);
         let tk = tq + extra;

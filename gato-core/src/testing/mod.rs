@@ -52,7 +52,7 @@ macro_rules! backend_conformance_tests {
     ($make:path) => {
         $crate::backend_conformance_tests!(@each $make;
             memory, cast, matmul, linear, unary, binary, affine, geglu, layer_norm, group_norm, softmax,
-            log_softmax, attention, embedding, conv2d, concat, slice, permute, errors);
+            log_softmax, attention, attention_long, embedding, conv2d, concat, slice, permute, errors);
     };
     (@each $make:path; $($op:ident),* $(,)?) => {
         $(
