@@ -139,6 +139,47 @@ impl GatoTransformer {
         self.logits_of(be, &h)
     }
 
+    /// The masked cross-entropy of a batch (§2.3), computing logits only at the positions whose next token is a
+    /// target (text and action tokens): the output head is 33025 rows wide, and most positions of an episode are
+    /// observations. Equals [`masked_cross_entropy`] of the full logits.
+    pub fn loss(&self, be: &dyn Backend, batch: &TokenBatch) -> Result<LossReport> {
+        let h = self.hidden(be, batch, EmbeddingMode::Eval)?;
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        for b in 0..batch.batch {
+            for t in 1..batch.lengths[b] {
+                let i = b * batch.seq_len + t;
+                if batch.loss[i] && batch.modality[i] != Modality::Image {
+                    rows.push((i - 1) as u32);
+                    targets.push(batch.ids[i]);
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(LossReport {
+                loss: 0.0,
+                targets: 0,
+            });
+        }
+        let w = self.config.layer_width;
+        // Gather the hidden rows that predict a target: the embedding op is a row gather.
+        let table = h.reshape([batch.batch * batch.seq_len, w])?;
+        let ids = be.upload(gato_core::HostSlice::U32(&rows), &Shape::from([rows.len()]))?;
+        let picked = be.embedding(&table, &ids)?;
+        let logp = be.log_softmax(&self.logits_of(be, &picked)?)?;
+        let logp = be.download(&logp)?.into_f32().unwrap_or_default();
+        let v = logp.len() / rows.len();
+        let sum: f64 = targets
+            .iter()
+            .enumerate()
+            .map(|(r, &t)| -(logp[r * v + t as usize] as f64))
+            .sum();
+        Ok(LossReport {
+            loss: sum / rows.len() as f64,
+            targets: rows.len(),
+        })
+    }
+
     /// Run `new` tokens (batch of one) through the model on top of `cache`, appending their keys and values.
     /// Returns the final hidden states of the new tokens, `[1, t, W]`.
     pub fn extend_cache(

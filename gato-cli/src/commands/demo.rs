@@ -7,7 +7,7 @@ use std::time::Instant;
 use gato_core::{count_parameters, Backend, GatoConfig};
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
-use gato_transformer::{masked_cross_entropy, ActionSampler, GatoTransformer, Sampling};
+use gato_transformer::{ActionSampler, GatoTransformer, Sampling};
 
 use super::Result;
 use crate::agent::act_episode;
@@ -69,10 +69,9 @@ pub fn run(be: &Arc<dyn Backend>, config: &str, dir: &Path, act_steps: usize) ->
         let batch = to_batch(&[&seq]);
         let tok_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let logits = model.forward(be, &batch)?;
+        let loss = model.loss(be, &batch)?;
         be.synchronize()?;
         let fwd_s = t.elapsed().as_secs_f64();
-        let loss = masked_cross_entropy(be, &logits, &batch)?;
         let mut steps = file.timesteps(0)?;
         steps.truncate(act_steps);
         let results = act_episode(&model, be, &builder, &steps, None, &mut sampler)?;

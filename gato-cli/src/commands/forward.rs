@@ -34,11 +34,17 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs) -> Result<()> {
     let batch = to_batch(&[&seq]);
     let tok_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let logits = model.forward(be, &batch)?;
+    // Without a dump, logits are computed only where the next token is a target.
+    let (loss, logits) = match &args.dump_logits {
+        Some(_) => {
+            let logits = model.forward(be, &batch)?;
+            (masked_cross_entropy(be, &logits, &batch)?, Some(logits))
+        }
+        None => (model.loss(be, &batch)?, None),
+    };
     be.synchronize()?;
     let fwd_s = t.elapsed().as_secs_f64();
-    let loss = masked_cross_entropy(be, &logits, &batch)?;
-    if let Some(path) = &args.dump_logits {
+    if let (Some(path), Some(logits)) = (&args.dump_logits, &logits) {
         let values = be.download(&logits)?.into_f32().unwrap_or_default();
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let ids: Vec<u8> = batch.ids.iter().flat_map(|v| v.to_le_bytes()).collect();
