@@ -108,6 +108,24 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         steps: usize,
     },
+    /// Benchmark the forward pass and acting on this machine, against its measured GEMM ceiling.
+    Bench {
+        /// Preset or config file.
+        #[arg(long, default_value = "small", value_name = "NAME|PATH")]
+        config: String,
+        /// Tokens in the forward pass.
+        #[arg(long, default_value_t = 1024)]
+        tokens: usize,
+        /// Timed repetitions (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Control steps timed when acting.
+        #[arg(long, default_value_t = 5)]
+        act_steps: usize,
+        /// Output format.
+        #[command(flatten)]
+        format: Format,
+    },
     /// Write a config preset as config.json (to edit and pass to --config).
     Config {
         /// Preset to start from.

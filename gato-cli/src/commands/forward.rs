@@ -45,7 +45,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs) -> Result<()> {
     be.synchronize()?;
     let fwd_s = t.elapsed().as_secs_f64();
     if let (Some(path), Some(logits)) = (&args.dump_logits, &logits) {
-        let values = be.download(&logits)?.into_f32().unwrap_or_default();
+        let values = be.download(logits)?.into_f32().unwrap_or_default();
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let ids: Vec<u8> = batch.ids.iter().flat_map(|v| v.to_le_bytes()).collect();
         let vocab = logits.dims()[2];

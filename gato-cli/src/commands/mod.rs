@@ -2,6 +2,7 @@
 
 mod act;
 mod backends;
+mod bench;
 mod check;
 mod config;
 mod demo;
@@ -30,6 +31,20 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Check { size, format } => Ok(check::run(&backend(cli)?, *size, format.json)?),
         Command::Config { config, out } => Ok(config::run(config, out.as_deref())?),
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Bench {
+            config,
+            tokens,
+            reps,
+            act_steps,
+            format,
+        } => bench::run(
+            &backend(cli)?,
+            config,
+            *tokens,
+            *reps,
+            *act_steps,
+            format.json,
+        ),
         Command::Init {
             config,
             seed,

@@ -1,9 +1,10 @@
-//! Concat, slice and permute for every dtype (KV cache, head split/merge), via ndarray.
+//! Concat, slice and permute for every dtype (KV cache, head split/merge), as block copies over contiguous
+//! row-major buffers: the KV cache appends with these on every decoded token, so they run at memcpy speed.
 //!
-//! A tensor's shape lives in its handle: [`crate::Tensor::reshape`] shares the storage, whose ndarray keeps the
-//! shape it was created with. Every op here therefore first views the storage in the handle's shape.
+//! A tensor's shape lives in its handle ([`crate::Tensor::reshape`] shares storage), so every function takes the
+//! handle's dims; the storage is only a flat buffer here.
 
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{ArrayD, IxDyn};
 
 use super::storage::CpuStorage;
 
@@ -18,19 +19,26 @@ macro_rules! per_dtype {
     };
 }
 
-fn standard<T: Clone>(a: ArrayD<T>) -> ArrayD<T> {
-    if a.is_standard_layout() {
-        a
-    } else {
-        a.as_standard_layout().into_owned()
-    }
+fn flat<T>(a: &ArrayD<T>) -> Result<&[T], String> {
+    a.as_slice()
+        .ok_or_else(|| "non-contiguous storage".to_string())
 }
 
-/// The storage viewed in `dims` (same element count, standard layout — guaranteed by the caller).
-fn view<'a, T>(a: &'a ArrayD<T>, dims: &[usize]) -> Result<ArrayViewD<'a, T>, String> {
-    a.view()
-        .into_shape_with_order(IxDyn(dims))
-        .map_err(|e| e.to_string())
+fn array<T>(dims: &[usize], v: Vec<T>) -> Result<ArrayD<T>, String> {
+    ArrayD::from_shape_vec(IxDyn(dims), v).map_err(|e| e.to_string())
+}
+
+/// `x[.., start..start+len, ..]`: `outer` rows of `len·inner` contiguous values.
+fn slice_t<T: Copy>(x: &[T], dims: &[usize], axis: usize, start: usize, len: usize) -> Vec<T> {
+    let inner: usize = dims[axis + 1..].iter().product();
+    let outer: usize = dims[..axis].iter().product();
+    let (row, take) = (dims[axis] * inner, len * inner);
+    let mut out = Vec::with_capacity(outer * take);
+    for o in 0..outer {
+        let s = o * row + start * inner;
+        out.extend_from_slice(&x[s..s + take]);
+    }
+    out
 }
 
 pub(crate) fn slice(
@@ -40,9 +48,41 @@ pub(crate) fn slice(
     start: usize,
     len: usize,
 ) -> Result<CpuStorage, String> {
-    Ok(
-        per_dtype!(x, a => standard(view(a, dims)?.slice_axis(Axis(axis), Slice::from(start..start + len)).to_owned())),
-    )
+    let mut od = dims.to_vec();
+    od[axis] = len;
+    Ok(per_dtype!(x, a => array(&od, slice_t(flat(a)?, dims, axis, start, len))?))
+}
+
+/// Output dim `i` is input dim `perm[i]`; copies contiguous runs of the innermost axis when it stays last.
+fn permute_t<T: Copy + Default>(x: &[T], dims: &[usize], perm: &[usize]) -> Vec<T> {
+    let r = dims.len();
+    let n: usize = dims.iter().product();
+    if r == 0 || n == 0 {
+        return x.to_vec();
+    }
+    let mut strides = vec![1usize; r];
+    for i in (0..r - 1).rev() {
+        strides[i] = strides[i + 1] * dims[i + 1];
+    }
+    let od: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
+    let os: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
+    // Run length: the innermost output axis, contiguous in the input when it is the input's last axis.
+    let run = if perm[r - 1] == r - 1 { od[r - 1] } else { 1 };
+    let outer_rank = if run > 1 { r - 1 } else { r };
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; outer_rank];
+    for _ in 0..n / run {
+        let src: usize = idx.iter().zip(&os).map(|(i, s)| i * s).sum();
+        out.extend_from_slice(&x[src..src + run]);
+        for a in (0..outer_rank).rev() {
+            idx[a] += 1;
+            if idx[a] < od[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+    out
 }
 
 pub(crate) fn permute(
@@ -50,28 +90,37 @@ pub(crate) fn permute(
     dims: &[usize],
     perm: &[usize],
 ) -> Result<CpuStorage, String> {
-    Ok(
-        per_dtype!(x, a => view(a, dims)?.permuted_axes(perm.to_vec()).as_standard_layout().into_owned()),
-    )
+    let od: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
+    Ok(per_dtype!(x, a => array(&od, permute_t(flat(a)?, dims, perm))?))
 }
 
-/// All storages have the same dtype and compatible shapes (checked by the caller).
+/// All storages have the same dtype and compatible dims (checked by the caller).
 pub(crate) fn concat(xs: &[(&CpuStorage, &[usize])], axis: usize) -> Result<CpuStorage, String> {
+    let first = xs.first().ok_or("no tensors")?;
+    let mut od = first.1.to_vec();
+    od[axis] = xs.iter().map(|(_, d)| d[axis]).sum();
+    let outer: usize = od[..axis].iter().product();
     macro_rules! cat {
         ($variant:ident) => {{
-            let views = xs
+            let parts = xs
                 .iter()
-                .map(|(s, dims)| match s {
-                    CpuStorage::$variant(a) => view(a, dims),
+                .map(|(s, d)| match s {
+                    CpuStorage::$variant(a) => {
+                        Ok((flat(a)?, d[axis] * d[axis + 1..].iter().product::<usize>()))
+                    }
                     _ => Err("mixed dtypes".to_string()),
                 })
                 .collect::<Result<Vec<_>, String>>()?;
-            CpuStorage::$variant(standard(
-                ndarray::concatenate(Axis(axis), &views).map_err(|e| e.to_string())?,
-            ))
+            let mut out = Vec::with_capacity(od.iter().product());
+            for o in 0..outer {
+                for (p, blk) in &parts {
+                    out.extend_from_slice(&p[o * blk..(o + 1) * blk]);
+                }
+            }
+            CpuStorage::$variant(array(&od, out)?)
         }};
     }
-    Ok(match xs.first().ok_or("no tensors")?.0 {
+    Ok(match first.0 {
         CpuStorage::F32(_) => cat!(F32),
         CpuStorage::F16(_) => cat!(F16),
         CpuStorage::BF16(_) => cat!(BF16),

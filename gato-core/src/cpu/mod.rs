@@ -197,10 +197,23 @@ impl Backend for CpuBackend {
 
     fn download(&self, x: &Tensor) -> Result<HostData> {
         Ok(match self.storage("download", x)? {
-            CpuStorage::F32(a) => HostData::F32(a.iter().copied().collect()),
-            CpuStorage::F16(a) => HostData::F16(a.iter().copied().collect()),
-            CpuStorage::BF16(a) => HostData::BF16(a.iter().copied().collect()),
-            CpuStorage::U32(a) => HostData::U32(a.iter().copied().collect()),
+            // Storage is always standard layout, so this is a memcpy.
+            CpuStorage::F32(a) => HostData::F32(
+                a.as_slice()
+                    .map_or_else(|| a.iter().copied().collect(), <[f32]>::to_vec),
+            ),
+            CpuStorage::F16(a) => HostData::F16(
+                a.as_slice()
+                    .map_or_else(|| a.iter().copied().collect(), <[half::f16]>::to_vec),
+            ),
+            CpuStorage::BF16(a) => HostData::BF16(
+                a.as_slice()
+                    .map_or_else(|| a.iter().copied().collect(), <[half::bf16]>::to_vec),
+            ),
+            CpuStorage::U32(a) => HostData::U32(
+                a.as_slice()
+                    .map_or_else(|| a.iter().copied().collect(), <[u32]>::to_vec),
+            ),
         })
     }
 
