@@ -1,9 +1,10 @@
 //! `DiscreteEmbedding`: the shared lookup table for text, discrete, continuous and separator tokens (§2.2, SPEC §5).
 //! Its transpose is also the output head when embeddings are tied (§2.2).
 
+use crate::gather::{gather, position_rows};
 use gato_core::{
     Backend, Embedding, EmbeddingMode, GatoConfig, HostSlice, Init, Modality, ParamSource, Result,
-    Shape, Tensor, TokenBatch, PAD_ID,
+    Shape, Tensor, TokenBatch,
 };
 
 /// One table of `vocabulary × width` rows.
@@ -50,19 +51,10 @@ impl Embedding for DiscreteEmbedding {
         batch: &TokenBatch,
         _mode: EmbeddingMode,
     ) -> Result<Tensor> {
-        let mut ids = Vec::with_capacity(batch.ids.len());
-        for b in 0..batch.batch {
-            for t in 0..batch.seq_len {
-                let i = b * batch.seq_len + t;
-                let real = t < batch.lengths[b] && batch.modality[i] != Modality::Image;
-                ids.push(if real { batch.ids[i] } else { PAD_ID });
-            }
-        }
-        let ids = backend.upload(
-            HostSlice::U32(&ids),
-            &Shape::from([batch.batch, batch.seq_len]),
-        )?;
-        backend.embedding(&self.table, &ids)
+        let rows = position_rows(batch, |i| {
+            Ok((batch.modality[i] != Modality::Image).then_some(batch.ids[i]))
+        })?;
+        gather(backend, &self.table, batch, &rows)
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod discrete;
+mod gather;
 mod init;
 mod input;
 mod local_position;

@@ -2,9 +2,10 @@
 //! of its timestep. Actions and the separator get none by default; with `action_local_position = shared` they all
 //! use one extra row (index `local_position_encoding_size`).
 
+use crate::gather::{gather, position_rows};
 use gato_core::{
-    ActionLocalPosition, Backend, Embedding, EmbeddingMode, Error, GatoConfig, HostSlice, Init,
-    ParamSource, Result, Shape, Tensor, TokenBatch, PAD_ID,
+    ActionLocalPosition, Backend, Embedding, EmbeddingMode, Error, GatoConfig, Init, ParamSource,
+    Result, Shape, Tensor, TokenBatch,
 };
 
 /// Parameter name of the table.
@@ -31,27 +32,15 @@ impl LocalPositionEncoding {
 
     /// Index of each position in the table, or `PAD_ID`.
     pub fn indices(&self, batch: &TokenBatch) -> Result<Vec<u32>> {
-        let mut ids = Vec::with_capacity(batch.ids.len());
-        for b in 0..batch.batch {
-            for t in 0..batch.seq_len {
-                let i = b * batch.seq_len + t;
-                ids.push(match batch.local_position[i] {
-                    Some(p) if t < batch.lengths[b] => {
-                        if p as usize >= self.rows {
-                            return Err(Error::OutOfRange {
-                                op: "LocalPositionEncoding",
-                                what: format!("local_position[{i}]"),
-                                value: p.to_string(),
-                                allowed: format!("[0, {})", self.rows),
-                            });
-                        }
-                        p
-                    }
-                    _ => PAD_ID,
-                });
-            }
-        }
-        Ok(ids)
+        position_rows(batch, |i| match batch.local_position[i] {
+            Some(p) if p as usize >= self.rows => Err(Error::OutOfRange {
+                op: "LocalPositionEncoding",
+                what: format!("local_position[{i}]"),
+                value: p.to_string(),
+                allowed: format!("[0, {})", self.rows),
+            }),
+            other => Ok(other),
+        })
     }
 }
 
@@ -66,12 +55,8 @@ impl Embedding for LocalPositionEncoding {
         batch: &TokenBatch,
         _mode: EmbeddingMode,
     ) -> Result<Tensor> {
-        let ids = self.indices(batch)?;
-        let ids = backend.upload(
-            HostSlice::U32(&ids),
-            &Shape::from([batch.batch, batch.seq_len]),
-        )?;
-        backend.embedding(&self.table, &ids)
+        let rows = self.indices(batch)?;
+        gather(backend, &self.table, batch, &rows)
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {

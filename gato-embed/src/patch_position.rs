@@ -3,9 +3,10 @@
 //! training draws a uniform index in `[lo, hi)`, evaluation uses `(lo + hi) / 2`. The row and column embeddings
 //! are added.
 
+use crate::gather::{gather, position_rows};
 use gato_core::{
-    bucket_range, Backend, BinaryOp, Embedding, EmbeddingMode, GatoConfig, HostSlice, Init,
-    Modality, ParamSource, Result, Shape, Tensor, TokenBatch, PAD_ID,
+    bucket_range, Backend, BinaryOp, Embedding, EmbeddingMode, GatoConfig, Init, Modality,
+    ParamSource, Result, Shape, Tensor, TokenBatch, PAD_ID,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -43,22 +44,18 @@ impl PatchPositionEncoding {
             Some(r) => r.random_range(lo..hi),
             None => (lo + hi) / 2,
         };
-        let n = batch.batch * batch.seq_len;
-        let (mut r, mut c) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for b in 0..batch.batch {
-            for t in 0..batch.seq_len {
-                let i = b * batch.seq_len + t;
-                if t < batch.lengths[b] && batch.modality[i] == Modality::Image {
-                    let p = batch.patch_positions[batch.ids[i] as usize];
-                    r.push(pick(bucket_range(p.row, p.rows, self.buckets)));
-                    c.push(pick(bucket_range(p.col, p.cols, self.buckets)));
-                } else {
-                    r.push(PAD_ID);
-                    c.push(PAD_ID);
-                }
+        // Row bucket per position through the shared helper; the column bucket of the same position alongside.
+        let mut cols = vec![PAD_ID; batch.batch * batch.seq_len];
+        let rows = position_rows(batch, |i| {
+            if batch.modality[i] != Modality::Image {
+                return Ok(None);
             }
-        }
-        (r, c)
+            let p = batch.patch_positions[batch.ids[i] as usize];
+            let row = pick(bucket_range(p.row, p.rows, self.buckets));
+            cols[i] = pick(bucket_range(p.col, p.cols, self.buckets));
+            Ok(Some(row))
+        });
+        (rows.unwrap_or_default(), cols)
     }
 }
 
@@ -74,9 +71,8 @@ impl Embedding for PatchPositionEncoding {
         mode: EmbeddingMode,
     ) -> Result<Tensor> {
         let (r, c) = self.indices(batch, mode);
-        let shape = Shape::from([batch.batch, batch.seq_len]);
-        let re = backend.embedding(&self.rows, &backend.upload(HostSlice::U32(&r), &shape)?)?;
-        let ce = backend.embedding(&self.cols, &backend.upload(HostSlice::U32(&c), &shape)?)?;
+        let re = gather(backend, &self.rows, batch, &r)?;
+        let ce = gather(backend, &self.cols, batch, &c)?;
         backend.binary(BinaryOp::Add, &re, &ce)
     }
 

@@ -8,9 +8,10 @@
 //!   └► reshape [N, 64·P·P] ─linear─► [N, width]
 //! ```
 
+use crate::gather::{gather, position_rows};
 use gato_core::{
     Backend, BinaryOp, Conv2dSpec, Embedding, EmbeddingMode, Error, GatoConfig, HostSlice, Init,
-    Modality, ParamSource, Result, Shape, Tensor, TokenBatch, UnaryOp, PAD_ID,
+    Modality, ParamSource, Result, Shape, Tensor, TokenBatch, UnaryOp,
 };
 
 /// One pre-activation residual block.
@@ -175,19 +176,10 @@ impl Embedding for ResidualEmbedding {
             );
         }
         let table = self.embed_patches(backend, &batch.patches, n)?;
-        let mut ids = Vec::with_capacity(batch.ids.len());
-        for b in 0..batch.batch {
-            for t in 0..batch.seq_len {
-                let i = b * batch.seq_len + t;
-                let is_patch = t < batch.lengths[b] && batch.modality[i] == Modality::Image;
-                ids.push(if is_patch { batch.ids[i] } else { PAD_ID });
-            }
-        }
-        let ids = backend.upload(
-            HostSlice::U32(&ids),
-            &Shape::from([batch.batch, batch.seq_len]),
-        )?;
-        backend.embedding(&table, &ids)
+        let rows = position_rows(batch, |i| {
+            Ok((batch.modality[i] == Modality::Image).then_some(batch.ids[i]))
+        })?;
+        gather(backend, &table, batch, &rows)
     }
 
     fn parameters(&self) -> Vec<(String, Tensor)> {
