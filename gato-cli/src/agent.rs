@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use gato_core::{ActionLocalPosition, Backend, TokenBatch};
 use gato_tokenizers::{to_batch, FieldValue, SequenceBuilder, Timestep, TokenSequence};
-use gato_transformer::{last_logits, single_token, ActionSampler, DecodeState, GatoTransformer};
+use gato_transformer::{last_logits_in, single_token, ActionSampler, DecodeState, GatoTransformer};
 
 use crate::error::Result;
 
@@ -70,9 +70,10 @@ pub fn act_episode(
         let before_actions = state.len();
         let mut tokens = Vec::with_capacity(n_actions);
         for j in 0..n_actions {
-            let logits = last_logits(model, be, &h)?;
             let legal = builder.legal_action_ids(j).unwrap_or(0..0);
-            let id = sampler.sample(&logits, legal)?;
+            // Logits of the legal ids only (SPEC §7).
+            let logits = last_logits_in(model, be, &h, legal.clone())?;
+            let id = sampler.sample_in(&logits, legal.start)?;
             tokens.push(id);
             if j + 1 < n_actions {
                 h = state.push(model, be, &single_token(id, t as u32, action_local))?;

@@ -119,3 +119,20 @@ pub fn last_logits(model: &GatoTransformer, be: &dyn Backend, hidden: &Tensor) -
         .into_f32()
         .ok_or_else(|| Error::invalid("last_logits", "logits are not f32"))
 }
+
+/// Logits of the last position for the ids in `range` only (SPEC §7: an action token's legal ids), computed against
+/// just those rows of the output table — 1024 rows for a continuous field instead of 33025.
+pub fn last_logits_in(
+    model: &GatoTransformer,
+    be: &dyn Backend,
+    hidden: &Tensor,
+    range: std::ops::Range<u32>,
+) -> Result<Vec<f32>> {
+    let t = hidden.dims()[1];
+    let last = be.slice(hidden, 1, t - 1, 1)?;
+    let rows = be.slice(model.output_table(), 0, range.start as usize, range.len())?;
+    let logits = be.matmul(&last, &rows, &gato_core::MatmulSpec::nt())?;
+    be.download(&logits)?
+        .into_f32()
+        .ok_or_else(|| Error::invalid("last_logits_in", "logits are not f32"))
+}

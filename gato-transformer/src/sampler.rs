@@ -51,7 +51,18 @@ impl ActionSampler {
                 allowed: format!("a non-empty range within [0, {})", logits.len()),
             });
         }
-        let row = &logits[legal.start as usize..legal.end as usize];
+        self.sample_in(
+            &logits[legal.start as usize..legal.end as usize],
+            legal.start,
+        )
+    }
+
+    /// Pick an id from the logits of the legal ids only (`row[j]` is the logit of id `first + j`).
+    pub fn sample_in(&mut self, row: &[f32], first: u32) -> Result<u32> {
+        if row.is_empty() {
+            return Err(Error::invalid("ActionSampler::sample_in", "no legal ids"));
+        }
+        let legal = first..first + row.len() as u32;
         if let Some(i) = row.iter().position(|x| x.is_nan()) {
             return Err(Error::NonFinite {
                 field: "logits".into(),

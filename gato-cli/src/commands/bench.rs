@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use gato_core::diagnostics::measure_gemm;
 use gato_core::{count_parameters, Backend, GatoConfig, Modality, TokenBatch};
-use gato_transformer::{last_logits, single_token, DecodeState, GatoTransformer};
+use gato_transformer::{last_logits_in, single_token, DecodeState, GatoTransformer};
 use serde_json::json;
 
 use super::Result;
@@ -112,16 +112,18 @@ pub fn run(
         let obs = synthetic(STEP, t_idx).slice_single(0..OBS + 1)?;
         let s = Instant::now();
         let mut h = state.push(&model, be, &obs)?;
-        for a in 0..ACT {
-            let logits = last_logits(&model, be, &h)?;
-            let id = 32000
-                + (logits[32000..33024]
-                    .iter()
-                    .enumerate()
-                    .fold(0, |b, (i, &x)| if x > logits[32000 + b] { i } else { b })
-                    as u32);
-            h = state.push(&model, be, &single_token(id, t_idx as u32, None))?;
-            let _ = a;
+        for _ in 0..ACT {
+            // Logits of the legal (continuous) ids only, as acting does.
+            let logits = last_logits_in(&model, be, &h, 32000..33024)?;
+            let best = logits
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, &x)| if x > logits[b] { i } else { b });
+            h = state.push(
+                &model,
+                be,
+                &single_token(32000 + best as u32, t_idx as u32, None),
+            )?;
         }
         step_s.push(s.elapsed().as_secs_f64());
     }
