@@ -415,7 +415,7 @@ fn init_forward_act_on_a_real_episode() {
     assert_eq!(st.tensor("logits").unwrap().shape(), &[tokens, 33025]);
     assert_eq!(st.tensor("token_ids").unwrap().shape(), &[tokens]);
 
-    let o = gato(&[
+    let act_args = [
         "act",
         "--checkpoint",
         ck.to_str().unwrap(),
@@ -425,7 +425,8 @@ fn init_forward_act_on_a_real_episode() {
         "--max-steps",
         "4",
         "--json",
-    ]);
+    ];
+    let o = gato(&act_args);
     assert!(o.status.success(), "{}", text(&o).1);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let steps = v["steps"].as_array().unwrap();
@@ -439,17 +440,7 @@ fn init_forward_act_on_a_real_episode() {
         );
     }
     // Argmax is deterministic: the same run gives the same tokens.
-    let again = gato(&[
-        "act",
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--episode",
-        &ep,
-        "--argmax",
-        "--max-steps",
-        "4",
-        "--json",
-    ]);
+    let again = gato(&act_args);
     let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     let toks = |x: &serde_json::Value| {
         x["steps"]

@@ -203,6 +203,13 @@ impl CudaBackend {
         }
     }
 
+    /// The first `n` elements of a device buffer (buffers are at least one element long).
+    fn fetch<T: cudarc::driver::DeviceRepr>(&self, s: &CudaSlice<T>, n: usize) -> Result<Vec<T>> {
+        let mut v = self.stream.clone_dtoh(s).map_err(|e| err("download", e))?;
+        v.truncate(n);
+        Ok(v)
+    }
+
     fn empty_like(&self, dtype: DType, n: usize) -> Result<CudaStorage> {
         let e = |x| err("alloc", x);
         Ok(match dtype {
@@ -296,42 +303,15 @@ impl Backend for CudaBackend {
     fn download(&self, x: &Tensor) -> Result<HostData> {
         const OP: &str = "download";
         let n = x.elem_count();
-        let e = |x| err(OP, x);
         Ok(match self.storage(OP, x)? {
-            CudaStorage::F32(s) => HostData::F32(
-                self.stream
-                    .clone_dtoh(s)
-                    .map_err(e)?
-                    .into_iter()
-                    .take(n)
-                    .collect(),
-            ),
-            CudaStorage::F16(s) => HostData::F16(
-                self.stream
-                    .clone_dtoh(s)
-                    .map_err(e)?
-                    .into_iter()
-                    .take(n)
-                    .map(f16::from_bits)
-                    .collect(),
-            ),
-            CudaStorage::BF16(s) => HostData::BF16(
-                self.stream
-                    .clone_dtoh(s)
-                    .map_err(e)?
-                    .into_iter()
-                    .take(n)
-                    .map(bf16::from_bits)
-                    .collect(),
-            ),
-            CudaStorage::U32(s) => HostData::U32(
-                self.stream
-                    .clone_dtoh(s)
-                    .map_err(e)?
-                    .into_iter()
-                    .take(n)
-                    .collect(),
-            ),
+            CudaStorage::F32(s) => HostData::F32(self.fetch(s, n)?),
+            CudaStorage::F16(s) => {
+                HostData::F16(self.fetch(s, n)?.into_iter().map(f16::from_bits).collect())
+            }
+            CudaStorage::BF16(s) => {
+                HostData::BF16(self.fetch(s, n)?.into_iter().map(bf16::from_bits).collect())
+            }
+            CudaStorage::U32(s) => HostData::U32(self.fetch(s, n)?),
         })
     }
 
