@@ -144,17 +144,7 @@ impl GatoTransformer {
     /// observations. Equals [`masked_cross_entropy`] of the full logits.
     pub fn loss(&self, be: &dyn Backend, batch: &TokenBatch) -> Result<LossReport> {
         let h = self.hidden(be, batch, EmbeddingMode::Eval)?;
-        let mut rows = Vec::new();
-        let mut targets = Vec::new();
-        for b in 0..batch.batch {
-            for t in 1..batch.lengths[b] {
-                let i = b * batch.seq_len + t;
-                if batch.loss[i] && batch.modality[i] != Modality::Image {
-                    rows.push((i - 1) as u32);
-                    targets.push(batch.ids[i]);
-                }
-            }
-        }
+        let (rows, targets) = target_positions(batch);
         if rows.is_empty() {
             return Ok(LossReport {
                 loss: 0.0,
@@ -169,15 +159,7 @@ impl GatoTransformer {
         let logp = be.log_softmax(&self.logits_of(be, &picked)?)?;
         let logp = be.download(&logp)?.into_f32().unwrap_or_default();
         let v = logp.len() / rows.len();
-        let sum: f64 = targets
-            .iter()
-            .enumerate()
-            .map(|(r, &t)| -(logp[r * v + t as usize] as f64))
-            .sum();
-        Ok(LossReport {
-            loss: sum / rows.len() as f64,
-            targets: rows.len(),
-        })
+        Ok(mean_nll(&logp, v, 0..rows.len(), &targets))
     }
 
     /// Run `new` tokens (batch of one) through the model on top of `cache`, appending their keys and values.
@@ -214,21 +196,47 @@ pub fn masked_cross_entropy(
         .download(&be.log_softmax(logits)?)?
         .into_f32()
         .unwrap_or_default();
-    let (mut sum, mut n) = (0.0f64, 0usize);
+    let (rows, targets) = target_positions(batch);
+    Ok(mean_nll(
+        &logp,
+        v,
+        rows.iter().map(|&r| r as usize),
+        &targets,
+    ))
+}
+
+/// The positions whose logits predict a target (the token after them is text or an action, §2.3) and those
+/// target ids, in batch order.
+fn target_positions(batch: &TokenBatch) -> (Vec<u32>, Vec<u32>) {
+    let (mut rows, mut targets) = (Vec::new(), Vec::new());
     for b in 0..batch.batch {
         for t in 1..batch.lengths[b] {
             let i = b * batch.seq_len + t;
             if batch.loss[i] && batch.modality[i] != Modality::Image {
-                let row = (b * batch.seq_len + t - 1) * v;
-                sum -= logp[row + batch.ids[i] as usize] as f64;
-                n += 1;
+                rows.push((i - 1) as u32);
+                targets.push(batch.ids[i]);
             }
         }
     }
-    Ok(LossReport {
+    (rows, targets)
+}
+
+/// Mean of `−log p(target)` where `logp` holds rows of `v` log-probabilities and `rows` names the row of each target.
+fn mean_nll(
+    logp: &[f32],
+    v: usize,
+    rows: impl Iterator<Item = usize>,
+    targets: &[u32],
+) -> LossReport {
+    let sum: f64 = rows
+        .zip(targets)
+        .map(|(r, &t)| -(logp[r * v + t as usize] as f64))
+        .sum();
+    let n = targets.len();
+    LossReport {
         loss: if n == 0 { 0.0 } else { sum / n as f64 },
         targets: n,
-    })
+    }
 }
 
 /// Upload helper: ids of a single token as a batch of one (used when appending sampled action tokens).
