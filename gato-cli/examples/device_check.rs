@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         let gpu_model = checkpoint::load(&dir, cuda.as_ref()).unwrap();
         let b = ep.builder(&c, "bytes").unwrap();
         let mut seq = ep.tokenize(0, &b).unwrap();
-        seq = seq.slice(&seq.windows(256).unwrap()[0]);
+        seq = seq.first_window(256).unwrap().0;
         let batch = to_batch(&[&seq]);
         let e = rel(
             &logits(&gpu_model, cuda.as_ref(), &batch),

@@ -133,6 +133,16 @@ impl TokenSequence {
         Ok(out)
     }
 
+    /// The first window of whole timesteps that fits `l` tokens (SPEC §4), and whether timesteps were left out.
+    pub fn first_window(&self, l: usize) -> Result<(TokenSequence, bool)> {
+        let windows = self.windows(l)?;
+        let cut = windows.len() > 1;
+        Ok(match windows.first() {
+            Some(w) => (self.slice(w), cut),
+            None => (self.clone(), cut),
+        })
+    }
+
     /// A copy of the tokens in `w`, with their patches re-indexed.
     pub fn slice(&self, w: &Window) -> TokenSequence {
         let mut out = TokenSequence {

@@ -112,12 +112,7 @@ impl DecodeState {
 
 /// Logits of the last position of hidden states `[1, t, W]` → host vector of `vocab` values.
 pub fn last_logits(model: &GatoTransformer, be: &dyn Backend, hidden: &Tensor) -> Result<Vec<f32>> {
-    let t = hidden.dims()[1];
-    let last = be.slice(hidden, 1, t - 1, 1)?;
-    let logits = model.logits_of(be, &last)?;
-    be.download(&logits)?
-        .into_f32()
-        .ok_or_else(|| Error::invalid("last_logits", "logits are not f32"))
+    logits_of_last(be, hidden, model.output_table())
 }
 
 /// Logits of the last position for the ids in `range` only (SPEC §7: an action token's legal ids), computed against
@@ -128,11 +123,16 @@ pub fn last_logits_in(
     hidden: &Tensor,
     range: std::ops::Range<u32>,
 ) -> Result<Vec<f32>> {
+    let rows = be.slice(model.output_table(), 0, range.start as usize, range.len())?;
+    logits_of_last(be, hidden, &rows)
+}
+
+/// `h_last · tableᵀ` for the last position of `[1, t, W]`, downloaded.
+fn logits_of_last(be: &dyn Backend, hidden: &Tensor, table: &Tensor) -> Result<Vec<f32>> {
     let t = hidden.dims()[1];
     let last = be.slice(hidden, 1, t - 1, 1)?;
-    let rows = be.slice(model.output_table(), 0, range.start as usize, range.len())?;
-    let logits = be.matmul(&last, &rows, &gato_core::MatmulSpec::nt())?;
+    let logits = be.matmul(&last, table, &gato_core::MatmulSpec::nt())?;
     be.download(&logits)?
         .into_f32()
-        .ok_or_else(|| Error::invalid("last_logits_in", "logits are not f32"))
+        .ok_or_else(|| Error::invalid("last_logits", "logits are not f32"))
 }

@@ -62,10 +62,9 @@ pub fn run(be: &Arc<dyn Backend>, config: &str, dir: &Path, act_steps: usize) ->
         let t = Instant::now();
         let file = EpisodeFile::open(path)?;
         let builder = file.builder(&config, "bytes")?;
-        let mut seq = file.tokenize(0, &builder)?;
-        if let Some(w) = seq.windows(config.token_sequence_length)?.first() {
-            seq = seq.slice(w);
-        }
+        let (seq, _) = file
+            .tokenize(0, &builder)?
+            .first_window(config.token_sequence_length)?;
         let batch = to_batch(&[&seq]);
         let tok_s = t.elapsed().as_secs_f64();
         let t = Instant::now();

@@ -24,13 +24,10 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs) -> Result<()> {
     let file = EpisodeFile::open(&args.episode)?;
     let builder = file.builder(model.config(), &args.text_tokenizer)?;
     let t = Instant::now();
-    let mut seq = file.tokenize(args.episode_index, &builder)?;
-    // Keep the first window of whole timesteps that fits the context (SPEC §4).
-    let windows = seq.windows(model.config().token_sequence_length)?;
-    let truncated = windows.len() > 1;
-    if let Some(w) = windows.first() {
-        seq = seq.slice(w);
-    }
+    // The first window of whole timesteps that fits the context (SPEC §4).
+    let (seq, truncated) = file
+        .tokenize(args.episode_index, &builder)?
+        .first_window(model.config().token_sequence_length)?;
     let batch = to_batch(&[&seq]);
     let tok_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
