@@ -140,6 +140,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Convert between float dtypes (round to nearest even when narrowing).
     fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor>;
 
+    /// Run `f`, a sequence of ops, inside the backend's execution context. The CPU backend runs it on one of its
+    /// worker threads, so each op inside starts without handing work to another thread (which costs more than
+    /// a small op itself, e.g. when decoding one token); other backends just call `f`. Model entry points wrap
+    /// their whole pass in it (see [`run_scoped`]).
+    fn scoped(&self, f: &mut (dyn FnMut() -> Result<()> + Send)) -> Result<()> {
+        f()
+    }
+
     /// Wait until all queued work has finished (a no-op for synchronous backends).
     fn synchronize(&self) -> Result<()> {
         Ok(())
@@ -228,6 +236,49 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Reorder dims: output dim `i` is input dim `perm[i]` (materialised contiguously).
     fn permute(&self, x: &Tensor, perm: &[usize]) -> Result<Tensor>;
+
+    /// Write `src` into `dst[.., start..start+len, ..]` along `axis` — the one op that writes into an existing
+    /// tensor, so a KV cache appends a token without copying what it holds (SPEC §6). Copy-on-write: when other
+    /// handles share `dst`'s storage, `dst` first gets its own copy, so no other handle ever sees the change.
+    /// The default builds the result from `slice` and `concat` (always a copy); backends write in place.
+    fn slice_assign(
+        &self,
+        dst: &mut Tensor,
+        src: &Tensor,
+        axis: usize,
+        start: usize,
+    ) -> Result<()> {
+        let (_, n, len, _) = crate::ops::slice_assign_dims(dst.shape(), src.shape(), axis, start)?;
+        if src.dtype() != dst.dtype() {
+            return Err(Error::DType {
+                op: "slice_assign",
+                detail: format!("src has dtype {}, dst has {}", src.dtype(), dst.dtype()),
+            });
+        }
+        let head = self.slice(dst, axis, 0, start)?;
+        let tail = self.slice(dst, axis, start + len, n - start - len)?;
+        *dst = self.concat(&[&head, src, &tail], axis)?;
+        Ok(())
+    }
+}
+
+/// Run `f` through [`Backend::scoped`] and return its result.
+pub fn run_scoped<T: Send>(be: &dyn Backend, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let mut f = Some(f);
+    let mut out = None;
+    be.scoped(&mut || {
+        if let Some(f) = f.take() {
+            out = Some(f());
+        }
+        Ok(())
+    })?;
+    out.unwrap_or_else(|| {
+        Err(Error::Backend {
+            backend: be.name().to_string(),
+            op: "scoped",
+            detail: "the backend returned without running the closure".into(),
+        })
+    })
 }
 
 /// Error for a float op given a tensor of another dtype; shared by backends.

@@ -78,6 +78,29 @@ pub fn matmul_dims(a: &Shape, b: &Shape, spec: &MatmulSpec) -> Result<MatmulDims
     })
 }
 
+/// Validate `x · w + bias` ([`crate::Backend::linear`]): `x: [..., in]`, `w: [in, out]`, `bias: [out]`.
+pub fn linear_dims(x: &Shape, w: &Shape, bias: Option<&Shape>) -> Result<MatmulDims> {
+    if w.rank() != 2 {
+        return Err(Error::shape(
+            "linear",
+            format!("weight must be [in, out], got {w}"),
+        ));
+    }
+    let d = matmul_dims(x, w, &MatmulSpec::default())?;
+    if let Some(b) = bias {
+        if b.dims() != [d.n] {
+            return Err(Error::shape(
+                "linear",
+                format!(
+                    "bias must be [{}] (the weight's output width), got {b}",
+                    d.n
+                ),
+            ));
+        }
+    }
+    Ok(d)
+}
+
 /// For a broadcast binary op: `(outer, inner)` where `b` repeats `outer` times over `a` and has `inner` elements.
 pub fn broadcast_dims(op: &'static str, a: &Shape, b: &Shape) -> Result<(usize, usize)> {
     let ad = a.dims();
@@ -401,6 +424,43 @@ pub fn concat_dims(shapes: &[&Shape], axis: usize) -> Result<(Shape, usize, Vec<
     let inner: usize = first.dims()[axis + 1..].iter().product();
     let blocks = shapes.iter().map(|s| s.dims()[axis] * inner).collect();
     Ok((Shape::new(out), outer, blocks))
+}
+
+/// Write `src` into `dst[.., start..start+len, ..]` along `axis` ([`crate::Backend::slice_assign`]): same rank,
+/// equal dims except `axis`, and the range inside `dst`. Returns `(outer, dst_axis_len, len, inner)`.
+pub fn slice_assign_dims(
+    dst: &Shape,
+    src: &Shape,
+    axis: usize,
+    start: usize,
+) -> Result<(usize, usize, usize, usize)> {
+    const OP: &str = "slice_assign";
+    let n = dst.dim(OP, axis)?;
+    let same_other = src.rank() == dst.rank()
+        && src
+            .dims()
+            .iter()
+            .zip(dst.dims())
+            .enumerate()
+            .all(|(d, (a, b))| d == axis || a == b);
+    if !same_other {
+        return Err(Error::shape(
+            OP,
+            format!("src {src} must match dst {dst} in every dim but axis {axis}"),
+        ));
+    }
+    let len = src.dims()[axis];
+    if start.checked_add(len).is_none_or(|end| end > n) {
+        return Err(Error::OutOfRange {
+            op: OP,
+            what: format!("range {start}..{}", start.saturating_add(len)),
+            value: format!("axis {axis} of {dst}"),
+            allowed: format!("within [0, {n}]"),
+        });
+    }
+    let outer = dst.dims()[..axis].iter().product();
+    let inner = dst.dims()[axis + 1..].iter().product();
+    Ok((outer, n, len, inner))
 }
 
 /// Slice along `axis`: returns `(out_shape, outer, axis_len, inner)`.

@@ -18,6 +18,8 @@ pub trait Storage: Any + Send + Sync + fmt::Debug {
     fn backend_name(&self) -> &str;
     /// For downcasting to the backend's concrete storage type.
     fn as_any(&self) -> &dyn Any;
+    /// Mutable downcasting, for the one in-place op ([`crate::Backend::slice_assign`]).
+    fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Bytes held.
     fn size_in_bytes(&self) -> usize;
 }
@@ -74,6 +76,28 @@ impl Tensor {
     /// The storage, for backends.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// The storage for writing in place, if this handle is its only owner (no clone, no reshape shares it);
+    /// `Ok(None)` when shared, so the caller copies instead and no other handle observes the write.
+    pub fn storage_mut_as<S: Storage>(
+        &mut self,
+        op: &'static str,
+        expected_backend: &str,
+    ) -> Result<Option<&mut S>> {
+        let found = self.storage.backend_name().to_string();
+        match Arc::get_mut(&mut self.storage) {
+            None => Ok(None),
+            Some(s) => s
+                .as_any_mut()
+                .downcast_mut::<S>()
+                .map(Some)
+                .ok_or(Error::BackendMismatch {
+                    op,
+                    expected: expected_backend.to_string(),
+                    found,
+                }),
+        }
     }
 
     /// Downcast the storage to a backend's concrete type, or a [`Error::BackendMismatch`] naming both backends.

@@ -160,6 +160,71 @@ impl CudaBackend {
         unsafe { self.blas.gemm_strided_batched(cfg, b, a, c) }.map_err(|e| err("matmul", e))
     }
 
+    /// The same product with 16-bit `a` and `b` (both f16 or both bf16, raw bits) and an f32 result, accumulated
+    /// in f32 on the tensor cores (`cublasGemmStridedBatchedEx`, compute type 32F).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_half(
+        &self,
+        a: &CudaSlice<u16>,
+        b: &CudaSlice<u16>,
+        c: &mut CudaSlice<f32>,
+        d: &ops::MatmulDims,
+        spec: &MatmulSpec,
+        dtype: DType,
+    ) -> Result<()> {
+        use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cudaDataType};
+        use cudarc::driver::{DevicePtr, DevicePtrMut};
+        let (m, n, k) = (d.m as i32, d.n as i32, d.k as i32);
+        let (op_b, ld_b) = if spec.trans_b {
+            (cublasOperation_t::CUBLAS_OP_T, k)
+        } else {
+            (cublasOperation_t::CUBLAS_OP_N, n)
+        };
+        let (op_a, ld_a) = if spec.trans_a {
+            (cublasOperation_t::CUBLAS_OP_T, m)
+        } else {
+            (cublasOperation_t::CUBLAS_OP_N, k)
+        };
+        let in_type = match dtype {
+            DType::BF16 => cudaDataType::CUDA_R_16BF,
+            _ => cudaDataType::CUDA_R_16F,
+        };
+        let (alpha, beta) = (spec.alpha, 0.0f32);
+        let (bp, _gb) = b.device_ptr(&self.stream);
+        let (ap, _ga) = a.device_ptr(&self.stream);
+        let (cp, _gc) = c.device_ptr_mut(&self.stream);
+        // SAFETY: as in `gemm`: buffer sizes match `d`, strides stay inside; alpha/beta are host f32 scalars (the
+        // handle's default pointer mode) that outlive the call; the guards keep the pointers' stream order.
+        unsafe {
+            cudarc::cublas::result::gemm_strided_batched_ex(
+                *self.blas.handle(),
+                op_b,
+                op_a,
+                n,
+                m,
+                k,
+                (&alpha as *const f32).cast(),
+                bp as *const std::ffi::c_void,
+                in_type,
+                ld_b,
+                if d.b_batched { (d.k * d.n) as i64 } else { 0 },
+                ap as *const std::ffi::c_void,
+                in_type,
+                ld_a,
+                (d.m * d.k) as i64,
+                (&beta as *const f32).cast(),
+                cp as *mut std::ffi::c_void,
+                cudaDataType::CUDA_R_32F,
+                n,
+                (d.m * d.n) as i64,
+                d.batch as i32,
+                cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+            )
+        }
+        .map_err(|e| err("matmul", e))
+    }
+
     /// `dst[r·dst_row + dst_off + j] = src[r·src_row + src_off + j]` for `r < rows`, `j < count`.
     fn block_copy(&self, src: &CudaStorage, dst: &mut CudaStorage, plan: Copy2d) -> Result<()> {
         let Copy2d {
@@ -412,10 +477,32 @@ impl Backend for CudaBackend {
     fn matmul(&self, a: &Tensor, b: &Tensor, spec: &MatmulSpec) -> Result<Tensor> {
         const OP: &str = "matmul";
         let d = ops::matmul_dims(a.shape(), b.shape(), spec)?;
-        let (av, bv) = (self.f32s(OP, "a", a)?, self.f32s(OP, "b", b)?);
+        let av = self.f32s(OP, "a", a)?;
         let mut c = self.alloc(OP, d.batch * d.m * d.n)?;
-        if d.batch * d.m * d.n > 0 && d.k > 0 {
-            self.gemm(av, bv, &mut c, &d, spec)?;
+        let work = d.batch * d.m * d.n > 0 && d.k > 0;
+        match self.storage(OP, b)? {
+            CudaStorage::F32(bv) => {
+                if work {
+                    self.gemm(av, bv, &mut c, &d, spec)?;
+                }
+            }
+            // 16-bit weights: the activations are rounded to the same type for the tensor-core product.
+            CudaStorage::F16(bv) | CudaStorage::BF16(bv) => {
+                if work {
+                    let a16 = self.cast(a, b.dtype())?;
+                    let a16v = match self.storage(OP, &a16)? {
+                        CudaStorage::F16(s) | CudaStorage::BF16(s) => s,
+                        _ => return Err(err(OP, "cast did not produce 16-bit storage")),
+                    };
+                    self.gemm_half(a16v, bv, &mut c, &d, spec, b.dtype())?;
+                }
+            }
+            CudaStorage::U32(_) => {
+                return Err(Error::DType {
+                    op: OP,
+                    detail: "`b` has dtype u32, expected f32, f16 or bf16".into(),
+                })
+            }
         }
         Ok(self.wrap(d.out, CudaStorage::F32(c)))
     }
@@ -818,6 +905,61 @@ impl Backend for CudaBackend {
             },
         )?;
         Ok(self.wrap(shape, out))
+    }
+
+    fn slice_assign(
+        &self,
+        dst: &mut Tensor,
+        src: &Tensor,
+        axis: usize,
+        start: usize,
+    ) -> Result<()> {
+        const OP: &str = "slice_assign";
+        let (outer, n, len, inner) = ops::slice_assign_dims(dst.shape(), src.shape(), axis, start)?;
+        self.storage(OP, dst)?;
+        if src.dtype() != dst.dtype() {
+            return Err(Error::DType {
+                op: OP,
+                detail: format!("src has dtype {}, dst has {}", src.dtype(), dst.dtype()),
+            });
+        }
+        if dst
+            .storage_mut_as::<CudaStorage>(OP, CUDA_BACKEND_NAME)?
+            .is_none()
+        {
+            // Shared: give `dst` its own copy first (copy-on-write).
+            let total = dst.elem_count();
+            let mut copy = self.empty_like(dst.dtype(), total)?;
+            self.block_copy(
+                self.storage(OP, dst)?,
+                &mut copy,
+                Copy2d {
+                    rows: 1,
+                    src_row: total,
+                    src_off: 0,
+                    dst_row: total,
+                    dst_off: 0,
+                    count: total,
+                },
+            )?;
+            *dst = self.wrap(dst.shape().clone(), copy);
+        }
+        let src_storage = self.storage(OP, src)?;
+        let target = dst
+            .storage_mut_as::<CudaStorage>(OP, CUDA_BACKEND_NAME)?
+            .ok_or_else(|| err(OP, "storage still shared after the copy"))?;
+        self.block_copy(
+            src_storage,
+            target,
+            Copy2d {
+                rows: outer,
+                src_row: len * inner,
+                src_off: 0,
+                dst_row: n * inner,
+                dst_off: start * inner,
+                count: len * inner,
+            },
+        )
     }
 
     fn permute(&self, x: &Tensor, perm: &[usize]) -> Result<Tensor> {

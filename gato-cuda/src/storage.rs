@@ -56,6 +56,10 @@ impl Storage for CudaStorage {
         self
     }
 
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
     fn size_in_bytes(&self) -> usize {
         self.len() * self.dtype().size_in_bytes()
     }

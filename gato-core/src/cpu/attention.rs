@@ -5,7 +5,9 @@
 
 use rayon::prelude::*;
 
+use super::math;
 use super::matmul::matmul;
+use super::small_m::Weights;
 use crate::backend::{AttentionSpec, MatmulSpec};
 use crate::ops::{AttentionDims, MatmulDims};
 use crate::shape::Shape;
@@ -72,24 +74,33 @@ pub(crate) fn attention(
             trans_b: true,
             alpha: spec.scale,
         };
-        let mut s = matmul(qh, kh, &dims(rows, kmax, dk), &spec_s, 1);
+        let mut s = matmul(
+            qh,
+            Weights::F32(kh),
+            &dims(rows, kmax, dk),
+            &spec_s,
+            1,
+            None,
+        );
         for (r, row) in s.chunks_mut(kmax).enumerate() {
             let n = visible_keys(spec, d, b, i0 + r);
             if n == 0 {
                 row.fill(0.0);
                 continue;
             }
-            let max = row[..n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            for x in &mut row[..n] {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            row[..n].iter_mut().for_each(|x| *x *= inv);
+            let max = math::max(&row[..n]);
+            let sum = math::exp_shifted_sum(&mut row[..n], max);
+            math::scale(&mut row[..n], 1.0 / sum);
             row[n..].fill(0.0);
         }
-        let y = matmul(&s, vh, &dims(rows, dv, kmax), &MatmulSpec::default(), 1);
+        let y = matmul(
+            &s,
+            Weights::F32(vh),
+            &dims(rows, dv, kmax),
+            &MatmulSpec::default(),
+            1,
+            None,
+        );
         o.copy_from_slice(&y);
     });
     out

@@ -53,7 +53,14 @@ pub(crate) fn conv2d(
     let img_len = d.c * d.h * d.w;
     for i in 0..d.n {
         let cols = im2col(&x[i * img_len..(i + 1) * img_len], d);
-        let mut y = super::matmul::matmul(w, &cols, &mm, &MatmulSpec::default(), threads);
+        let mut y = super::matmul::matmul(
+            w,
+            super::small_m::Weights::F32(&cols),
+            &mm,
+            &MatmulSpec::default(),
+            threads,
+            None,
+        );
         if let Some(b) = bias {
             for (row, &bo) in y.chunks_mut(p).zip(b) {
                 row.iter_mut().for_each(|v| *v += bo);

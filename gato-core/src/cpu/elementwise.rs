@@ -2,16 +2,11 @@
 
 use rayon::prelude::*;
 
+use super::math;
 use crate::backend::{BinaryOp, UnaryOp};
 
 /// Elements per parallel chunk; smaller inputs run on one thread.
 pub(crate) const CHUNK: usize = 1 << 14;
-
-/// Exact GELU, `x/2 · (1 + erf(x/√2))` (SPEC §6).
-#[inline]
-pub(crate) fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
-}
 
 /// Apply `f` to every element in parallel chunks.
 pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
@@ -24,7 +19,11 @@ pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 
 pub(crate) fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
     match op {
-        UnaryOp::Gelu => map(x, gelu),
+        UnaryOp::Gelu => {
+            let mut out = x.to_vec();
+            out.par_chunks_mut(CHUNK).for_each(math::gelu_in_place);
+            out
+        }
         UnaryOp::Relu => map(x, |v| v.max(0.0)),
         UnaryOp::Exp => map(x, f32::exp),
         UnaryOp::Tanh => map(x, f32::tanh),
@@ -34,13 +33,17 @@ pub(crate) fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
 
 /// `a ∘ b` with `b` (length `inner`) repeated over `a`.
 pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32]) -> Vec<f32> {
-    let f: fn(f32, f32) -> f32 = match op {
-        BinaryOp::Add => |x, y| x + y,
-        BinaryOp::Sub => |x, y| x - y,
-        BinaryOp::Mul => |x, y| x * y,
-        BinaryOp::Div => |x, y| x / y,
-        BinaryOp::Maximum => f32::max,
-    };
+    // One monomorphised loop per op (a function pointer would cost an indirect call per element).
+    match op {
+        BinaryOp::Add => broadcast(a, b, |x, y| x + y),
+        BinaryOp::Sub => broadcast(a, b, |x, y| x - y),
+        BinaryOp::Mul => broadcast(a, b, |x, y| x * y),
+        BinaryOp::Div => broadcast(a, b, |x, y| x / y),
+        BinaryOp::Maximum => broadcast(a, b, f32::max),
+    }
+}
+
+fn broadcast(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; a.len()];
     if b.is_empty() {
         return out;
@@ -71,9 +74,7 @@ pub(crate) fn geglu(x: &[f32], f: usize) -> Vec<f32> {
         .zip(x.par_chunks(2 * f))
         .for_each(|(o, row)| {
             let (g, lin) = row.split_at(f);
-            for ((o, &g), &l) in o.iter_mut().zip(g).zip(lin) {
-                *o = gelu(g) * l;
-            }
+            math::gelu_mul(o, g, lin);
         });
     out
 }

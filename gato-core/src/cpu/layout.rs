@@ -53,6 +53,39 @@ pub(crate) fn slice(
     Ok(per_dtype!(x, a => array(&od, slice_t(flat(a)?, dims, axis, start, len))?))
 }
 
+/// `dst[o, start..start+len, :] = src[o, .., :]` for every outer index `o`, with
+/// `(outer, dst_axis_len, len, inner)` from [`crate::ops::slice_assign_dims`].
+fn write_t<T: Copy>(dst: &mut [T], src: &[T], plan: (usize, usize, usize, usize), start: usize) {
+    let (outer, n, len, inner) = plan;
+    let (row, take) = (n * inner, len * inner);
+    for o in 0..outer {
+        let d = o * row + start * inner;
+        dst[d..d + take].copy_from_slice(&src[o * take..(o + 1) * take]);
+    }
+}
+
+fn flat_mut<T>(a: &mut ArrayD<T>) -> Result<&mut [T], String> {
+    a.as_slice_mut()
+        .ok_or_else(|| "non-contiguous storage".to_string())
+}
+
+/// In-place block write for [`crate::Backend::slice_assign`].
+pub(crate) fn write_block(
+    dst: &mut CpuStorage,
+    src: &CpuStorage,
+    plan: (usize, usize, usize, usize),
+    start: usize,
+) -> Result<(), String> {
+    match (dst, src) {
+        (CpuStorage::F32(d), CpuStorage::F32(s)) => write_t(flat_mut(d)?, flat(s)?, plan, start),
+        (CpuStorage::F16(d), CpuStorage::F16(s)) => write_t(flat_mut(d)?, flat(s)?, plan, start),
+        (CpuStorage::BF16(d), CpuStorage::BF16(s)) => write_t(flat_mut(d)?, flat(s)?, plan, start),
+        (CpuStorage::U32(d), CpuStorage::U32(s)) => write_t(flat_mut(d)?, flat(s)?, plan, start),
+        _ => return Err("dtypes differ".into()),
+    }
+    Ok(())
+}
+
 /// Output dim `i` is input dim `perm[i]`; copies contiguous runs of the innermost axis when it stays last.
 fn permute_t<T: Copy + Default>(x: &[T], dims: &[usize], perm: &[usize]) -> Vec<T> {
     let r = dims.len();

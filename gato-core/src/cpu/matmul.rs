@@ -1,8 +1,13 @@
-//! Matrix products on the CPU through the `gemm` crate (cache-blocked, SIMD kernels chosen at run time, rayon
-//! threads).
+//! Matrix products on the CPU: the `gemm` crate (cache-blocked, SIMD kernels chosen at run time, rayon threads)
+//! for large products, [`super::small_m`] for products of at most 64 rows against a shared weight (the acting
+//! path), which also reads f16/bf16 weights directly. A bias row is fused into the product in both paths.
+
+use std::borrow::Cow;
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
+
+use super::small_m::{self, Weights};
 
 use crate::backend::MatmulSpec;
 use crate::ops::MatmulDims;
@@ -20,7 +25,8 @@ fn strides(trans: bool, stored_cols: usize) -> (isize, isize) {
     }
 }
 
-/// One product `out = alpha · op(a) · op(b)` into `out` (`[M, N]`, overwritten).
+/// One product `out = alpha · op(a) · op(b)` into `out` (`[M, N]`), overwritten, or added to what `out` holds
+/// when `accumulate` (the fused bias: `out` starts as bias rows).
 fn gemm_one(
     out: &mut [f32],
     a: &[f32],
@@ -28,13 +34,16 @@ fn gemm_one(
     d: &MatmulDims,
     spec: &MatmulSpec,
     par: Parallelism,
+    accumulate: bool,
 ) {
     let (m, n, k) = (d.m, d.n, d.k);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        out.fill(0.0);
+        if !accumulate {
+            out.fill(0.0);
+        }
         return;
     }
     // a is stored [M, K] or, transposed, [K, M]; b is stored [K, N] or, transposed, [N, K].
@@ -53,14 +62,14 @@ fn gemm_one(
             out.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             a.as_ptr(),
             a_cs,
             a_rs,
             b.as_ptr(),
             b_cs,
             b_rs,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             spec.alpha,
             false,
             false,
@@ -70,24 +79,42 @@ fn gemm_one(
     }
 }
 
-/// Batched product; `a`, `b` and the result are contiguous row-major buffers of the sizes in `d`.
+/// Batched product plus an optional bias row `[N]` added to every output row; `a` and the result are contiguous
+/// row-major f32 buffers, `b` any float weight type, of the sizes in `d`.
 pub(crate) fn matmul(
     a: &[f32],
-    b: &[f32],
+    b: Weights<'_>,
     d: &MatmulDims,
     spec: &MatmulSpec,
     threads: usize,
+    bias: Option<&[f32]>,
 ) -> Vec<f32> {
     let (mk, kn, mn) = (d.m * d.k, d.k * d.n, d.m * d.n);
     let mut out = vec![0.0f32; d.batch * mn];
     if mn == 0 {
         return out;
     }
+    // Few rows against one shared, untransposed weight: batch dims fold into M.
+    let rows = d.batch * d.m;
+    if !spec.trans_a && !spec.trans_b && !d.b_batched && rows <= small_m::MAX_ROWS {
+        small_m::matmul(&mut out, a, b, rows, d.k, d.n, spec.alpha, bias);
+        return out;
+    }
+    let b: Cow<'_, [f32]> = match b {
+        Weights::F32(b) => Cow::Borrowed(b),
+        Weights::F16(b) => Cow::Owned(widen(b, |v| v.to_f32())),
+        Weights::BF16(b) => Cow::Owned(widen(b, |v| v.to_f32())),
+    };
+    if let Some(bias) = bias {
+        out.par_chunks_mut(d.n)
+            .for_each(|row| row.copy_from_slice(bias));
+    }
+    let accumulate = bias.is_some();
     let b_at = |i: usize| {
         if d.b_batched {
             &b[i * kn..(i + 1) * kn]
         } else {
-            b
+            &b[..]
         }
     };
     let work = d.m * d.n * d.k;
@@ -101,6 +128,7 @@ pub(crate) fn matmul(
                 d,
                 spec,
                 Parallelism::None,
+                accumulate,
             );
         });
     } else {
@@ -110,8 +138,25 @@ pub(crate) fn matmul(
             Parallelism::None
         };
         for (i, o) in out.chunks_mut(mn).enumerate() {
-            gemm_one(o, &a[i * mk..(i + 1) * mk], b_at(i), d, spec, par);
+            gemm_one(
+                o,
+                &a[i * mk..(i + 1) * mk],
+                b_at(i),
+                d,
+                spec,
+                par,
+                accumulate,
+            );
         }
     }
+    out
+}
+
+/// f16/bf16 → f32 in parallel chunks (exact).
+fn widen<T: Copy + Sync>(x: &[T], f: impl Fn(T) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(1 << 14)
+        .zip(x.par_chunks(1 << 14))
+        .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &v)| *o = f(v)));
     out
 }

@@ -8,8 +8,11 @@ mod attention;
 mod conv;
 mod elementwise;
 mod layout;
+mod math;
 mod matmul;
 mod norm;
+mod peak;
+mod small_m;
 mod storage;
 
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
 
+pub use peak::{measure_fma_peak, measure_read_bandwidth, Ceiling};
 pub use storage::{CpuStorage, CPU_BACKEND_NAME};
 
 use crate::backend::{AttentionSpec, Backend, BinaryOp, Conv2dSpec, MatmulSpec, UnaryOp};
@@ -116,6 +120,22 @@ impl CpuBackend {
         }
     }
 
+    /// A matmul's `b` operand: f32, or f16/bf16 weights widened inside the kernel.
+    fn weights<'a>(&self, op: &'static str, t: &'a Tensor) -> Result<small_m::Weights<'a>> {
+        let contiguous = || internal(op, "non-contiguous storage");
+        Ok(match self.storage(op, t)? {
+            CpuStorage::F32(a) => small_m::Weights::F32(a.as_slice().ok_or_else(contiguous)?),
+            CpuStorage::F16(a) => small_m::Weights::F16(a.as_slice().ok_or_else(contiguous)?),
+            CpuStorage::BF16(a) => small_m::Weights::BF16(a.as_slice().ok_or_else(contiguous)?),
+            CpuStorage::U32(_) => {
+                return Err(Error::DType {
+                    op,
+                    detail: "`b` has dtype u32, expected f32, f16 or bf16".into(),
+                })
+            }
+        })
+    }
+
     fn u32s<'a>(&self, op: &'static str, name: &str, t: &'a Tensor) -> Result<&'a [u32]> {
         match self.storage(op, t)? {
             CpuStorage::U32(a) => a
@@ -172,6 +192,10 @@ impl Backend for CpuBackend {
 
     fn supports_dtype(&self, _dtype: DType) -> bool {
         true
+    }
+
+    fn scoped(&self, f: &mut (dyn FnMut() -> Result<()> + Send)) -> Result<()> {
+        self.pool.install(f)
     }
 
     fn upload(&self, data: HostSlice<'_>, shape: &Shape) -> Result<Tensor> {
@@ -260,8 +284,18 @@ impl Backend for CpuBackend {
     fn matmul(&self, a: &Tensor, b: &Tensor, spec: &MatmulSpec) -> Result<Tensor> {
         const OP: &str = "matmul";
         let d = ops::matmul_dims(a.shape(), b.shape(), spec)?;
-        let (av, bv) = (self.f32s(OP, "a", a)?, self.f32s(OP, "b", b)?);
-        let out = self.run(|| matmul::matmul(av, bv, &d, spec, self.threads));
+        let (av, bv) = (self.f32s(OP, "a", a)?, self.weights(OP, b)?);
+        let out = self.run(|| matmul::matmul(av, bv, &d, spec, self.threads, None));
+        wrap_f32(OP, d.out, out)
+    }
+
+    fn linear(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        const OP: &str = "linear";
+        let spec = MatmulSpec::default();
+        let d = ops::linear_dims(x.shape(), w.shape(), bias.map(|b| b.shape()))?;
+        let (xv, wv) = (self.f32s(OP, "x", x)?, self.weights(OP, w)?);
+        let bv = bias.map(|b| self.f32s(OP, "bias", b)).transpose()?;
+        let out = self.run(|| matmul::matmul(xv, wv, &d, &spec, self.threads, bv));
         wrap_f32(OP, d.out, out)
     }
 
@@ -423,6 +457,37 @@ impl Backend for CpuBackend {
         let out = layout::slice(self.storage(OP, x)?, x.dims(), axis, start, len)
             .map_err(|e| internal(OP, e))?;
         wrap(OP, shape, out)
+    }
+
+    fn slice_assign(
+        &self,
+        dst: &mut Tensor,
+        src: &Tensor,
+        axis: usize,
+        start: usize,
+    ) -> Result<()> {
+        const OP: &str = "slice_assign";
+        let plan = ops::slice_assign_dims(dst.shape(), src.shape(), axis, start)?;
+        let src_storage = self.storage(OP, src)?;
+        self.storage(OP, dst)?; // the backend check, before anything is copied
+        if src.dtype() != dst.dtype() {
+            return Err(Error::DType {
+                op: OP,
+                detail: format!("src has dtype {}, dst has {}", src.dtype(), dst.dtype()),
+            });
+        }
+        if dst
+            .storage_mut_as::<CpuStorage>(OP, CPU_BACKEND_NAME)?
+            .is_none()
+        {
+            // Shared: give `dst` its own copy first (copy-on-write).
+            let copy = self.storage(OP, dst)?.clone();
+            *dst = wrap(OP, dst.shape().clone(), copy)?;
+        }
+        let target = dst
+            .storage_mut_as::<CpuStorage>(OP, CPU_BACKEND_NAME)?
+            .ok_or_else(|| internal(OP, "storage still shared after the copy"))?;
+        layout::write_block(target, src_storage, plan, start).map_err(|e| internal(OP, e))
     }
 
     fn permute(&self, x: &Tensor, perm: &[usize]) -> Result<Tensor> {

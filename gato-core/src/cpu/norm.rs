@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::math;
 use crate::ops::GroupNormDims;
 
 /// Mean and biased variance of a slice, two-pass for accuracy.
@@ -70,16 +71,14 @@ pub(crate) fn softmax(x: &[f32], d: usize, log: bool) -> Vec<f32> {
     out.par_chunks_mut(d)
         .zip(x.par_chunks(d))
         .for_each(|(o, row)| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+            let max = math::max(row);
+            o.copy_from_slice(row);
+            let sum = math::exp_shifted_sum(o, max);
             if log {
                 let lse = max + sum.ln();
                 o.iter_mut().zip(row).for_each(|(o, &v)| *o = v - lse);
             } else {
-                let inv = 1.0 / sum;
-                o.iter_mut()
-                    .zip(row)
-                    .for_each(|(o, &v)| *o = (v - max).exp() * inv);
+                math::scale(o, 1.0 / sum);
             }
         });
     out

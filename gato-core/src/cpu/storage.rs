@@ -45,6 +45,10 @@ impl Storage for CpuStorage {
         self
     }
 
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
     fn size_in_bytes(&self) -> usize {
         let n = match self {
             CpuStorage::F32(a) => a.len(),

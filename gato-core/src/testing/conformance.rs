@@ -255,6 +255,58 @@ pub fn linear(b: &dyn Backend) -> Result<(), String> {
     )
 }
 
+/// `x · w + bias` with `w` stored as f16 or bf16 (the narrow-weights path), against the reference on the widened
+/// weights. The tolerance allows a backend to round activations to the weight type too (tensor-core GEMMs do).
+pub fn linear_half_weights(b: &dyn Backend) -> Result<(), String> {
+    run(
+        (
+            1usize..100,
+            1usize..70,
+            1usize..70,
+            any::<bool>(),
+            any::<u64>(),
+        ),
+        |(rows, din, dout, bf16, seed)| {
+            let dtype = if bf16 { DType::BF16 } else { DType::F16 };
+            if !b.supports_dtype(dtype) {
+                return Ok(());
+            }
+            let mut rng = Rng::new(seed);
+            let (x, w, bb) = (
+                rng.vec(rows * din, -1.0, 1.0),
+                rng.vec(din * dout, -1.0, 1.0),
+                rng.vec(dout, -1.0, 1.0),
+            );
+            let narrow = ok("cast", b.cast(&up(b, &w, &[din, dout])?, dtype))?;
+            let w_wide = ok("download", b.download(&narrow))?.to_f64_vec();
+            let got = ok(
+                "linear",
+                b.linear(
+                    &up(b, &x, &[rows, din])?,
+                    &narrow,
+                    Some(&up(b, &bb, &[dout])?),
+                ),
+            )?;
+            let (want, wd) = r::matmul(
+                &wide(&x),
+                &[rows, din],
+                &w_wide,
+                &[din, dout],
+                &MatmulSpec::default(),
+            );
+            let want = r::binary(BinaryOp::Add, &want, &wide(&bb));
+            close(
+                b,
+                &format!("linear [{rows}, {din}] · {dtype} [{din}, {dout}]"),
+                &got,
+                &want,
+                &wd,
+                1e-2 * (1.0 + din as f64).sqrt(),
+            )
+        },
+    )
+}
+
 fn dims_strategy() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(1usize..9, 1..4)
 }
@@ -666,6 +718,52 @@ pub fn slice(b: &dyn Backend) -> Result<(), String> {
     )
 }
 
+/// In-place writes along any axis (the KV cache append), and copy-on-write: a clone taken before the write keeps
+/// its values.
+pub fn slice_assign(b: &dyn Backend) -> Result<(), String> {
+    run(
+        (dims_strategy(), 0usize..3, any::<u64>()),
+        |(dims, axis, seed)| {
+            let axis = axis % dims.len();
+            let mut rng = Rng::new(seed);
+            let start = rng.below(dims[axis] + 1);
+            let len = rng.below(dims[axis] - start + 1);
+            let mut sd = dims.clone();
+            sd[axis] = len;
+            let (x, y) = (
+                rng.vec(dims.iter().product(), -1.0, 1.0),
+                rng.vec(sd.iter().product(), -1.0, 1.0),
+            );
+            let mut dst = up(b, &x, &dims)?;
+            let before = dst.clone();
+            ok(
+                "slice_assign",
+                b.slice_assign(&mut dst, &up(b, &y, &sd)?, axis, start),
+            )?;
+            let n = dims[axis];
+            let (head, hd) = r::slice(&wide(&x), &dims, axis, 0, start);
+            let (tail, td) = r::slice(&wide(&x), &dims, axis, start + len, n - start - len);
+            let yw = wide(&y);
+            let (want, wd) = r::concat(&[(&head, &hd), (&yw, &sd), (&tail, &td)], axis);
+            close(b, "slice_assign", &dst, &want, &wd, 0.0)?;
+            close(
+                b,
+                "slice_assign (earlier clone)",
+                &before,
+                &wide(&x),
+                &dims,
+                0.0,
+            )?;
+            // A second write into the now-unshared tensor (the in-place path).
+            ok(
+                "slice_assign",
+                b.slice_assign(&mut dst, &up(b, &y, &sd)?, axis, start),
+            )?;
+            close(b, "slice_assign twice", &dst, &want, &wd, 0.0)
+        },
+    )
+}
+
 /// Any permutation of up to 4 dims (head split and merge).
 pub fn permute(b: &dyn Backend) -> Result<(), String> {
     run(
@@ -700,6 +798,9 @@ impl Storage for ForeignStorage {
         "foreign"
     }
     fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
     fn size_in_bytes(&self) -> usize {
@@ -747,6 +848,23 @@ pub fn errors(b: &dyn Backend) -> Result<(), String> {
         "matmul rank 1",
         b.matmul(&v3, &x23, &MatmulSpec::default()),
         shape,
+    )?;
+    e(
+        "linear bias of the wrong width",
+        b.linear(&x23, &t(&[1.0; 12], &[3, 4])?, Some(&v3)),
+        shape,
+    )?;
+    let mut dst = x45.clone();
+    e(
+        "slice_assign past the end",
+        b.slice_assign(&mut dst, &x23, 0, 3).map(|_| dst.clone()),
+        |err| matches!(err, Error::Shape { .. } | Error::OutOfRange { .. }),
+    )?;
+    e(
+        "slice_assign range past the end",
+        b.slice_assign(&mut dst, &t(&[1.0; 10], &[2, 5])?, 0, 3)
+            .map(|_| dst.clone()),
+        |err| matches!(err, Error::OutOfRange { .. }),
     )?;
     e(
         "binary non-suffix broadcast",

@@ -1,0 +1,462 @@
+//! Products with few rows, `y[M, N] = α · x[M, K] · W[K, N] (+ bias)`, with `W` stored as f32, f16 or bf16 and
+//! widened to f32 in registers (accumulation is f32). This is the acting path (SPEC §7): one decoded token (M = 1)
+//! or one observation (M ≈ 40) against a weight matrix.
+//!
+//! Why not the `gemm` crate here: it packs both operands and is tuned for large M (at M = 1–64 it reaches 20–100
+//! GFLOP/s on a 2-core AVX2 machine whose ceiling is ~170), and it has no mixed f32 × f16/bf16 product. A
+//! matrix-vector-like product is bound by reading `W`; narrow weights halve the bytes.
+//!
+//! Two regimes:
+//! - **M ≤ 4 (streaming)**: threads split `K`; each reads its rows of `W` front to back exactly once (sequential
+//!   memory access, the best case for the prefetchers), widening in the loop, into a private partial sum.
+//! - **4 < M ≤ 64 (packed)**: each task widens a 64-column panel of `W` into contiguous 16-column strips, then
+//!   runs register tiles of up to 6 rows × 16 columns over them (AVX2+FMA intrinsics chosen at run time; a
+//!   portable loop elsewhere).
+
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+/// Largest M (rows, batch dims folded in) this path takes; above it the packed `gemm` is faster.
+pub(crate) const MAX_ROWS: usize = 64;
+
+/// Up to this many rows the product streams `W` once, row by row (memory-bound regime).
+const STREAM_ROWS: usize = 1;
+
+/// Columns per task in the packed regime (four 16-column strips).
+const PANEL: usize = 64;
+
+/// Rows ahead that the packing loop prefetches.
+const PREFETCH_ROWS: usize = 8;
+
+/// Columns of one packed strip (two AVX vectors).
+const STRIP: usize = 16;
+
+/// A weight matrix `[K, N]`, row-major, in one of the float storage types.
+#[derive(Clone, Copy)]
+pub(crate) enum Weights<'a> {
+    /// f32.
+    F32(&'a [f32]),
+    /// f16, widened exactly.
+    F16(&'a [f16]),
+    /// bf16, widened exactly.
+    BF16(&'a [bf16]),
+}
+
+impl Weights<'_> {
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Weights::F32(w) => w.len(),
+            Weights::F16(w) => w.len(),
+            Weights::BF16(w) => w.len(),
+        }
+    }
+
+    /// Hint the cache to fetch `len` elements from `start` (the packing loop reads rows `n` apart, a pattern the
+    /// hardware prefetchers pick up late).
+    #[inline]
+    fn prefetch(&self, start: usize, len: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (ptr, bytes) = match self {
+                Weights::F32(w) => (w[start..start + len].as_ptr().cast::<u8>(), len * 4),
+                Weights::F16(w) => (w[start..start + len].as_ptr().cast::<u8>(), len * 2),
+                Weights::BF16(w) => (w[start..start + len].as_ptr().cast::<u8>(), len * 2),
+            };
+            for off in (0..bytes).step_by(64) {
+                // SAFETY: a prefetch is only a hint; the address lies inside the slice checked above.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        ptr.add(off).cast(),
+                    )
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (start, len);
+    }
+
+    /// `dst[j] = w[start + j]` widened to f32.
+    #[inline]
+    fn widen_into(&self, start: usize, dst: &mut [f32]) {
+        let end = start + dst.len();
+        match self {
+            Weights::F32(w) => dst.copy_from_slice(&w[start..end]),
+            Weights::F16(w) => w[start..end].convert_to_f32_slice(dst),
+            Weights::BF16(w) => widen_bf16(&w[start..end], dst),
+        }
+    }
+}
+
+/// bf16 → f32 is a 16-bit shift (exact).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = f32::from_bits((s.to_bits() as u32) << 16);
+    }
+}
+
+/// `acc[j] += a · w[j]`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn axpy(acc: &mut [f32], a: f32, w: &[f32]) {
+    for (c, &v) in acc.iter_mut().zip(w) {
+        *c = a.mul_add(v, *c);
+    }
+}
+
+/// `acc[j] += a · widen(w[j])` for bf16 weights, widening in the loop.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn axpy_bf16(acc: &mut [f32], a: f32, w: &[bf16]) {
+    for (c, &v) in acc.iter_mut().zip(w) {
+        *c = a.mul_add(f32::from_bits((v.to_bits() as u32) << 16), *c);
+    }
+}
+
+/// `out[M, N] = alpha · x[M, K] · w[K, N] + bias[N]` (bias optional). `out` is overwritten.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    out: &mut [f32],
+    x: &[f32],
+    w: Weights<'_>,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    bias: Option<&[f32]>,
+) {
+    debug_assert_eq!(out.len(), m * n);
+    debug_assert_eq!(x.len(), m * k);
+    debug_assert_eq!(w.len(), k * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if m <= STREAM_ROWS {
+        stream(out, x, w, m, k, n, alpha, bias);
+    } else {
+        packed(out, x, w, m, k, n, alpha, bias);
+    }
+}
+
+/// Memory-bound regime: threads split `K`, each streams its contiguous rows of `W` once (`acc[r] += x[r, kk] ·
+/// W[kk, :]`, every row read front to back) into its own partial `[M, N]`; the partials are then summed.
+#[allow(clippy::too_many_arguments)]
+fn stream(
+    out: &mut [f32],
+    x: &[f32],
+    w: Weights<'_>,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    bias: Option<&[f32]>,
+) {
+    let chunks = (rayon::current_num_threads() * 2).clamp(1, k.max(1));
+    let per = k.div_ceil(chunks);
+    let partials: Vec<Vec<f32>> = (0..k.div_ceil(per.max(1)))
+        .into_par_iter()
+        .map(|ci| {
+            let mut acc = vec![0.0f32; m * n];
+            let mut row = if matches!(w, Weights::F16(_)) {
+                vec![0.0f32; n]
+            } else {
+                Vec::new()
+            };
+            for kk in ci * per..((ci + 1) * per).min(k) {
+                let wr = kk * n..(kk + 1) * n;
+                match w {
+                    Weights::F32(wv) => {
+                        for r in 0..m {
+                            axpy(&mut acc[r * n..(r + 1) * n], x[r * k + kk], &wv[wr.clone()]);
+                        }
+                    }
+                    Weights::BF16(wv) => {
+                        for r in 0..m {
+                            axpy_bf16(&mut acc[r * n..(r + 1) * n], x[r * k + kk], &wv[wr.clone()]);
+                        }
+                    }
+                    Weights::F16(_) => {
+                        w.widen_into(wr.start, &mut row);
+                        for r in 0..m {
+                            axpy(&mut acc[r * n..(r + 1) * n], x[r * k + kk], &row);
+                        }
+                    }
+                }
+            }
+            acc
+        })
+        .collect();
+    for (i, o) in out.iter_mut().enumerate() {
+        let s: f32 = partials.iter().map(|p| p[i]).sum();
+        *o = alpha.mul_add(s, bias.map_or(0.0, |b| b[i % n]));
+    }
+}
+
+/// Compute-bound regime: each task packs a panel of `PANEL` columns of `W` (widened to f32) into contiguous
+/// 16-column strips, then runs register tiles of up to 6 rows × 16 columns over every strip.
+#[allow(clippy::too_many_arguments)]
+fn packed(
+    out: &mut [f32],
+    x: &[f32],
+    w: Weights<'_>,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    bias: Option<&[f32]>,
+) {
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..n.div_ceil(PANEL))
+        .into_par_iter()
+        .for_each_init(Vec::<f32>::new, |buf, p| {
+            let c0 = p * PANEL;
+            let width = PANEL.min(n - c0);
+            let strips = width.div_ceil(STRIP);
+            buf.clear();
+            buf.resize(strips * k * STRIP, 0.0);
+            let mut row = [0.0f32; PANEL];
+            for kk in 0..k {
+                if kk + PREFETCH_ROWS < k {
+                    w.prefetch((kk + PREFETCH_ROWS) * n + c0, width);
+                }
+                w.widen_into(kk * n + c0, &mut row[..width]);
+                for (s, vals) in row[..width].chunks(STRIP).enumerate() {
+                    let at = (s * k + kk) * STRIP;
+                    buf[at..at + vals.len()].copy_from_slice(vals);
+                }
+            }
+            for s in 0..strips {
+                let cols = STRIP.min(width - s * STRIP);
+                let strip = &buf[s * k * STRIP..(s + 1) * k * STRIP];
+                let col = c0 + s * STRIP;
+                // SAFETY: this task alone writes columns [c0, c0 + width) of `out` (M × N).
+                unsafe { strip_product(out_ptr.get(), x, strip, m, k, n, col, cols, alpha, bias) };
+            }
+        });
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the `Send` wrapper, not the raw field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: used only to hand disjoint column panels of one output buffer to rayon tasks.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// Columns `[col, col + cols)` of every row from one packed strip (`[K, 16]`, zero beyond `cols`).
+///
+/// # Safety
+/// `out` points to `m·n` f32, and no other thread writes these columns.
+#[allow(clippy::too_many_arguments)]
+unsafe fn strip_product(
+    out: *mut f32,
+    x: &[f32],
+    strip: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    col: usize,
+    cols: usize,
+    alpha: f32,
+    bias: Option<&[f32]>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cols == STRIP && x86::available() {
+            x86::strip(out, x, strip, m, k, n, col, alpha, bias);
+            return;
+        }
+    }
+    for r in 0..m {
+        let mut acc = [0.0f32; STRIP];
+        for kk in 0..k {
+            axpy(
+                &mut acc,
+                x[r * k + kk],
+                &strip[kk * STRIP..(kk + 1) * STRIP],
+            );
+        }
+        for (j, &a) in acc[..cols].iter().enumerate() {
+            let b = bias.map_or(0.0, |b| b[col + j]);
+            // SAFETY: r < m, col + j < n.
+            *out.add(r * n + col + j) = alpha.mul_add(a, b);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::STRIP;
+
+    /// Whether the AVX2+FMA tile can run here.
+    pub(super) fn available() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+
+    /// `MR` rows from `r0` × the 16 columns at `col`: twelve (at most) accumulators stay in registers while `k`
+    /// runs over the packed strip.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const MR: usize>(
+        out: *mut f32,
+        x: *const f32,
+        strip: *const f32,
+        k: usize,
+        n: usize,
+        r0: usize,
+        col: usize,
+        alpha: f32,
+        bias: Option<&[f32]>,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let xr = x.add(r0 * k);
+        for kk in 0..k {
+            let w0 = _mm256_loadu_ps(strip.add(kk * STRIP));
+            let w1 = _mm256_loadu_ps(strip.add(kk * STRIP + 8));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let xv = _mm256_broadcast_ss(&*xr.add(r * k + kk));
+                a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
+                a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
+            }
+        }
+        let al = _mm256_set1_ps(alpha);
+        for (r, a) in acc.iter().enumerate() {
+            for (v, &av) in a.iter().enumerate() {
+                let c = col + 8 * v;
+                let b = match bias {
+                    Some(b) => _mm256_loadu_ps(b.as_ptr().add(c)),
+                    None => _mm256_setzero_ps(),
+                };
+                _mm256_storeu_ps(out.add((r0 + r) * n + c), _mm256_fmadd_ps(av, al, b));
+            }
+        }
+    }
+
+    /// Every row of the product for one full strip.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn strip(
+        out: *mut f32,
+        x: &[f32],
+        strip: &[f32],
+        m: usize,
+        k: usize,
+        n: usize,
+        col: usize,
+        alpha: f32,
+        bias: Option<&[f32]>,
+    ) {
+        let (xp, sp) = (x.as_ptr(), strip.as_ptr());
+        let mut r = 0;
+        while r + 6 <= m {
+            tile::<6>(out, xp, sp, k, n, r, col, alpha, bias);
+            r += 6;
+        }
+        match m - r {
+            0 => {}
+            1 => tile::<1>(out, xp, sp, k, n, r, col, alpha, bias),
+            2 => tile::<2>(out, xp, sp, k, n, r, col, alpha, bias),
+            3 => tile::<3>(out, xp, sp, k, n, r, col, alpha, bias),
+            4 => tile::<4>(out, xp, sp, k, n, r, col, alpha, bias),
+            _ => tile::<5>(out, xp, sp, k, n, r, col, alpha, bias),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(
+        x: &[f32],
+        w: &[f64],
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        bias: Option<&[f32]>,
+    ) -> Vec<f64> {
+        let mut y = vec![0.0f64; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                let s: f64 = (0..k).map(|i| x[r * k + i] as f64 * w[i * n + c]).sum();
+                y[r * n + c] = alpha as f64 * s + bias.map_or(0.0, |b| b[c] as f64);
+            }
+        }
+        y
+    }
+
+    fn vals(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32
+                    / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_row_count_and_weight_type_matches_f64() {
+        // Column counts hit the 32-wide, 16-wide and portable tails; rows hit every tile height.
+        for &(m, k, n) in &[
+            (1, 37, 200),
+            (2, 64, 48),
+            (3, 5, 17),
+            (7, 33, 144),
+            (13, 70, 130),
+            (64, 16, 272),
+        ] {
+            let x = vals(m * k, 1);
+            let w32 = vals(k * n, 2);
+            let bias = vals(n, 3);
+            let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+            let wb16: Vec<bf16> = w32.iter().map(|&v| bf16::from_f32(v)).collect();
+            for (name, w, wide) in [
+                (
+                    "f32",
+                    Weights::F32(&w32),
+                    w32.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                ),
+                (
+                    "f16",
+                    Weights::F16(&w16),
+                    w16.iter().map(|v| v.to_f64()).collect(),
+                ),
+                (
+                    "bf16",
+                    Weights::BF16(&wb16),
+                    wb16.iter().map(|v| v.to_f64()).collect(),
+                ),
+            ] {
+                for (alpha, b) in [(1.0, None), (0.5, Some(bias.as_slice()))] {
+                    let mut out = vec![f32::NAN; m * n];
+                    matmul(&mut out, &x, w, m, k, n, alpha, b);
+                    let want = reference(&x, &wide, m, k, n, alpha, b);
+                    let err = out
+                        .iter()
+                        .zip(&want)
+                        .map(|(&g, &r)| (g as f64 - r).abs())
+                        .fold(0.0, f64::max);
+                    assert!(
+                        err < 1e-5 * k as f64,
+                        "{name} m={m} k={k} n={n} alpha={alpha}: error {err}"
+                    );
+                }
+            }
+        }
+    }
+}
