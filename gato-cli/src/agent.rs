@@ -82,7 +82,7 @@ pub fn act_episode(
         let seconds = start.elapsed().as_secs_f64();
         let action = builder.decode_action(&tokens)?;
         // Teacher forcing: the recorded action replaces ours in the context.
-        state.truncate(be, before_actions)?;
+        state.truncate(before_actions)?;
         let mut expert_seq = TokenSequence {
             patch_len: obs.patch_len,
             ..Default::default()

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! x [B, T, W] ─q,k,v─► [B, T, H·K] ─split─► [B, H, T, K]
-//!   (with a cache: k, v ← concat(cache, k, v) along T; queries start at the cache length)
+//!   (with a cache: k, v written after the cached tokens, in place; queries start at the cache length)
 //! softmax(q·kᵀ/√K + causal/padding mask) · v ─► [B, H, T, K] ─merge─► [B, T, H·K] ─o─► [B, T, W]
 //! ```
 
@@ -57,13 +57,14 @@ impl Attention {
         let q = split(self.q.forward(be, x)?)?;
         let kk = split(self.k.forward(be, x)?)?;
         let vv = split(self.v.forward(be, x)?)?;
-        let (kk, vv, q_offset) = match cache {
+        let (kk, vv, q_offset, kv_len) = match cache {
             Some(c) => {
                 let offset = c.len();
                 let (kk, vv) = c.append(be, kk, vv)?;
-                (kk, vv, offset)
+                // The buffers hold `capacity` slots; the filled ones are the first `c.len()`.
+                (kk, vv, offset, Some(vec![c.len(); b]))
             }
-            None => (kk, vv, 0),
+            None => (kk, vv, 0, kv_len),
         };
         let spec = AttentionSpec {
             scale: 1.0 / (k as f32).sqrt(),

@@ -98,13 +98,13 @@ impl DecodeState {
     }
 
     /// Forget everything after the first `len` tokens (e.g. sampled actions replaced by recorded ones).
-    pub fn truncate(&mut self, be: &dyn Backend, len: usize) -> Result<()> {
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
         if len >= self.len() {
             return Ok(());
         }
         self.history = self.history.slice_single(0..len)?;
         for c in &mut self.cache {
-            c.truncate(be, len)?;
+            c.truncate(len);
         }
         Ok(())
     }

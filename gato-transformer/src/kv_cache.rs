@@ -4,51 +4,83 @@
 //! cached keys of deeper layers depend on the dropped tokens, so a rebuild is the exact answer. The paper's
 //! Transformer-XL-style memory is not reproduced.
 
-use gato_core::{Backend, Result, Tensor};
+use gato_core::{Backend, Result, Shape, Tensor};
 
-/// Keys and values of one layer.
+/// Capacity (tokens) of a cache's first allocation; it doubles when full.
+const MIN_CAPACITY: usize = 64;
+
+/// Keys and values of one layer: `[1, H, capacity, K]` buffers of which the first `len` tokens are filled.
+/// Appending writes the new tokens in place ([`Backend::slice_assign`]), so a decoded token costs its own keys
+/// and values, not a copy of the whole cache; attention masks the unfilled tail with `kv_len`.
 #[derive(Default, Clone)]
 pub struct LayerCache {
     k: Option<Tensor>,
     v: Option<Tensor>,
+    len: usize,
 }
 
 impl LayerCache {
     /// Tokens cached.
     pub fn len(&self) -> usize {
-        self.k.as_ref().map_or(0, |k| k.dims()[2])
+        self.len
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
-    /// Append new keys and values `[1, H, t, K]`; returns the full keys and values.
+    /// Tokens the buffers hold before they must grow.
+    pub fn capacity(&self) -> usize {
+        self.k.as_ref().map_or(0, |k| k.dims()[2])
+    }
+
+    /// Append new keys and values `[1, H, t, K]`; returns the buffers (`[1, H, capacity, K]`, the first
+    /// [`Self::len`] tokens valid) for attention. The returned handles share the buffers: drop them before the
+    /// next append, or that append copies (copy-on-write).
     pub fn append(&mut self, be: &dyn Backend, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
-        let (k, v) = match (&self.k, &self.v) {
-            (Some(ck), Some(cv)) => (be.concat(&[ck, &k], 2)?, be.concat(&[cv, &v], 2)?),
-            _ => (k, v),
-        };
-        self.k = Some(k.clone());
-        self.v = Some(v.clone());
-        Ok((k, v))
+        let t = k.dims()[2];
+        let needed = self.len + t;
+        if needed > self.capacity() {
+            let cap = needed.max(2 * self.capacity()).max(MIN_CAPACITY);
+            self.k = Some(self.grown(be, self.k.as_ref(), &k, cap)?);
+            self.v = Some(self.grown(be, self.v.as_ref(), &v, cap)?);
+        }
+        if let (Some(ck), Some(cv)) = (&mut self.k, &mut self.v) {
+            be.slice_assign(ck, &k, 2, self.len)?;
+            be.slice_assign(cv, &v, 2, self.len)?;
+        }
+        self.len = needed;
+        match (&self.k, &self.v) {
+            (Some(k), Some(v)) => Ok((k.clone(), v.clone())),
+            _ => Err(gato_core::Error::invalid(
+                "LayerCache::append",
+                "cache buffers missing after growth",
+            )),
+        }
     }
 
-    /// Keep the first `len` tokens.
-    pub fn truncate(&mut self, be: &dyn Backend, len: usize) -> Result<()> {
-        if len >= self.len() {
-            return Ok(());
+    /// A zeroed `[1, H, cap, K]` buffer (shaped like `like`) holding the filled part of `old`.
+    fn grown(
+        &self,
+        be: &dyn Backend,
+        old: Option<&Tensor>,
+        like: &Tensor,
+        cap: usize,
+    ) -> Result<Tensor> {
+        let mut dims = like.dims().to_vec();
+        dims[2] = cap;
+        let mut buf = be.zeros(&Shape::new(dims), like.dtype())?;
+        if let Some(old) = old {
+            if self.len > 0 {
+                be.slice_assign(&mut buf, &be.slice(old, 2, 0, self.len)?, 2, 0)?;
+            }
         }
-        if len == 0 {
-            *self = LayerCache::default();
-            return Ok(());
-        }
-        if let (Some(k), Some(v)) = (&self.k, &self.v) {
-            let (k, v) = (be.slice(k, 2, 0, len)?, be.slice(v, 2, 0, len)?);
-            self.k = Some(k);
-            self.v = Some(v);
-        }
-        Ok(())
+        Ok(buf)
+    }
+
+    /// Keep the first `len` tokens (the buffers stay; later appends overwrite the rest).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 }

@@ -1,6 +1,6 @@
 //! The small layers the decoder is built from: `Linear` (`x·W + b`, W stored `[in, out]`) and `LayerNorm`.
 
-use gato_core::{Backend, Init, ParamSource, Result, Shape, Tensor};
+use gato_core::{Backend, DType, Init, ParamSource, Result, Shape, Tensor};
 
 /// `y = x · W + b`, `W: [in, out]`.
 pub struct Linear {
@@ -32,6 +32,14 @@ impl Linear {
     /// `x: [..., in]` → `[..., out]`.
     pub fn forward(&self, backend: &dyn Backend, x: &Tensor) -> Result<Tensor> {
         backend.linear(x, &self.weight, Some(&self.bias))
+    }
+
+    /// Store the weight as `dtype` (f32, f16 or bf16); products still accumulate in f32 and the bias stays f32.
+    pub fn cast_weight(&mut self, backend: &dyn Backend, dtype: DType) -> Result<()> {
+        if self.weight.dtype() != dtype {
+            self.weight = backend.cast(&self.weight, dtype)?;
+        }
+        Ok(())
     }
 
     /// Named parameters.

@@ -4,8 +4,8 @@
 //! Dropout (0.1 in training, SPEC §6) is not applied: this crate runs inference; training comes later.
 
 use gato_core::{
-    Backend, EmbeddingMode, GatoConfig, Init, MatmulSpec, Modality, ParamSource, Result, Shape,
-    Tensor, TokenBatch,
+    run_scoped, Backend, DType, EmbeddingMode, GatoConfig, Init, MatmulSpec, Modality, ParamSource,
+    Result, Shape, Tensor, TokenBatch,
 };
 use gato_embed::{InputEmbedding, RandomInit};
 
@@ -96,6 +96,42 @@ impl GatoTransformer {
         v
     }
 
+    /// Store the decoder blocks' matrix weights (Q, K, V, O and both feed-forward matrices: 99% of the bytes a
+    /// decoded token reads) as `dtype` — f16 or bf16 halve the memory traffic of acting, f32 restores full
+    /// width (from the rounded values). Biases, LayerNorms and the embedding table stay f32; every product
+    /// accumulates in f32. Results move by the weights' rounding (bf16: ~3 significant digits); the tests bound
+    /// the logit change against f32.
+    pub fn cast_block_weights(&mut self, be: &dyn Backend, dtype: DType) -> Result<()> {
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(gato_core::Error::OutOfRange {
+                op: "cast_block_weights",
+                what: "dtype".into(),
+                value: dtype.to_string(),
+                allowed: "f32, f16 or bf16".into(),
+            });
+        }
+        for b in &mut self.blocks {
+            for l in [
+                &mut b.attn.q,
+                &mut b.attn.k,
+                &mut b.attn.v,
+                &mut b.attn.o,
+                &mut b.ff.input,
+                &mut b.ff.output,
+            ] {
+                l.cast_weight(be, dtype)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The dtype of the decoder blocks' matrix weights (see [`Self::cast_block_weights`]).
+    pub fn block_weight_dtype(&self) -> DType {
+        self.blocks
+            .first()
+            .map_or(DType::F32, |b| b.attn.q.weight.dtype())
+    }
+
     /// The output projection `[vocab, W]` (the shared table when tied).
     pub fn output_table(&self) -> &Tensor {
         self.head
@@ -124,8 +160,10 @@ impl GatoTransformer {
         batch: &TokenBatch,
         mode: EmbeddingMode,
     ) -> Result<Tensor> {
-        let x = self.embed.forward(be, batch, mode)?;
-        self.run_blocks(be, x, Some(batch.lengths.clone()), None)
+        run_scoped(be, || {
+            let x = self.embed.forward(be, batch, mode)?;
+            self.run_blocks(be, x, Some(batch.lengths.clone()), None)
+        })
     }
 
     /// Logits `[..., vocab]` of hidden states `[..., W]`.
@@ -170,8 +208,10 @@ impl GatoTransformer {
         cache: &mut [LayerCache],
         new: &TokenBatch,
     ) -> Result<Tensor> {
-        let x = self.embed.forward(be, new, EmbeddingMode::Eval)?;
-        self.run_blocks(be, x, None, Some(cache))
+        run_scoped(be, || {
+            let x = self.embed.forward(be, new, EmbeddingMode::Eval)?;
+            self.run_blocks(be, x, None, Some(cache))
+        })
     }
 }
 

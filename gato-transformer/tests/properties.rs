@@ -110,7 +110,7 @@ fn kv_cache_decode_equals_full_forward_including_a_window_slide() {
     );
     // Rolling back keeps the cache consistent.
     let n = state.len();
-    state.truncate(be.as_ref(), n - 3).unwrap();
+    state.truncate(n - 3).unwrap();
     assert_eq!(state.len(), n - 3);
 }
 
@@ -308,4 +308,72 @@ fn geglu_and_untied_head_build_and_run() {
     assert!(logits(&model, be.as_ref(), &common::batch_of(&[&seq]))
         .iter()
         .all(|x| x.is_finite()));
+}
+
+#[test]
+fn kv_cache_grows_in_place_and_truncation_is_overwritten() {
+    // 14 tokens per timestep, 12 timesteps: the cache buffers grow 64 → 128 → 256 slots on the way.
+    let mut c = common::config();
+    c.token_sequence_length = 256;
+    let be = common::backend(2);
+    let model = GatoTransformer::init(be.as_ref(), &c, 5).unwrap();
+    let seq = common::episode(&c, 6, 12);
+    let full = common::batch_of(&[&seq]);
+    let mut state = DecodeState::new(&model);
+    for ts in 0..12 {
+        let r = seq.timestep_range(ts);
+        let mut h = None;
+        for i in r.clone() {
+            h = Some(
+                state
+                    .push(&model, be.as_ref(), &full.slice_single(i..i + 1).unwrap())
+                    .unwrap(),
+            );
+        }
+        let inc = last_logits(&model, be.as_ref(), &h.unwrap()).unwrap();
+        let want = logits(&model, be.as_ref(), state.history());
+        let last = state.len() - 1;
+        let err = max_rel(&inc, &want[last * V..(last + 1) * V]);
+        assert!(err <= 1e-5, "timestep {ts}: incremental vs full {err:e}");
+    }
+    assert_eq!(state.rebuilds(), 0);
+    // Roll back 20 tokens and push different ones: the stale slots must be overwritten, not attended.
+    let n = state.len();
+    state.truncate(n - 20).unwrap();
+    let other = common::batch_of(&[&common::episode(&c, 7, 2)]);
+    let h = state
+        .push(&model, be.as_ref(), &other.slice_single(0..20).unwrap())
+        .unwrap();
+    let inc = last_logits(&model, be.as_ref(), &h).unwrap();
+    let want = logits(&model, be.as_ref(), state.history());
+    let last = state.len() - 1;
+    let err = max_rel(&inc, &want[last * V..(last + 1) * V]);
+    assert!(err <= 1e-5, "after truncation: incremental vs full {err:e}");
+}
+
+#[test]
+fn half_block_weights_stay_close_to_f32_and_decode_consistently() {
+    let c = common::config();
+    let be = common::backend(2);
+    let mut model = GatoTransformer::init(be.as_ref(), &c, 3).unwrap();
+    let seq = common::episode(&c, 2, 3);
+    let batch = common::batch_of(&[&seq]);
+    let want = logits(&model, be.as_ref(), &batch);
+    for (dtype, tol) in [(DType::BF16, 2e-2), (DType::F16, 2e-3)] {
+        model.cast_block_weights(be.as_ref(), dtype).unwrap();
+        assert_eq!(model.block_weight_dtype(), dtype);
+        let got = logits(&model, be.as_ref(), &batch);
+        let err = max_rel(&got, &want);
+        assert!(err <= tol, "{dtype} weights: logits moved by {err:e} (bound {tol:e})");
+        assert!(err > 0.0, "{dtype} weights: logits identical to f32, the cast did nothing");
+        // Decoding with 16-bit weights equals a full forward with the same weights.
+        let mut state = DecodeState::new(&model);
+        let h = state.push(&model, be.as_ref(), &batch).unwrap();
+        let inc = last_logits(&model, be.as_ref(), &h).unwrap();
+        let last = batch.seq_len - 1;
+        let e = max_rel(&inc, &got[last * V..(last + 1) * V]);
+        assert!(e <= 1e-5, "{dtype}: decode vs forward {e:e}");
+        model.cast_block_weights(be.as_ref(), DType::F32).unwrap();
+    }
+    assert!(model.cast_block_weights(be.as_ref(), DType::U32).is_err());
 }
