@@ -20,6 +20,11 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = 0, value_name = "N")]
     pub device: usize,
 
+    /// Dtype of the decoder's matrix weights while the model runs: f32, bf16 or f16 (16-bit weights halve the
+    /// bytes each decoded token reads; products still accumulate in f32).
+    #[arg(long, global = true, default_value = "f32", value_name = "DTYPE")]
+    pub weights: String,
+
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,

@@ -471,6 +471,15 @@ fn init_forward_act_on_a_real_episode() {
         out.contains("agreement with the expert") && out.contains("prompt"),
         "{out}"
     );
+    // 16-bit decoder weights for acting: runs, and legal actions come out.
+    let mut bf16_args = act_args.to_vec();
+    bf16_args.extend(["--weights", "bf16"]);
+    let o = gato(&bf16_args);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let b: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(toks(&b).len(), toks(&v).len());
+    let o = gato(&["--weights", "f64", "check"]);
+    assert!(!o.status.success() && text(&o).1.contains("f32, bf16 or f16"));
 
     // Bad inputs.
     let o = gato(&[

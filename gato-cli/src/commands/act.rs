@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use gato_core::Backend;
+use gato_core::{Backend, DType};
 use gato_data::EpisodeFile;
 use gato_transformer::{checkpoint, ActionSampler, Sampling};
 use serde_json::json;
@@ -12,9 +12,10 @@ use crate::agent::{act_episode, prompt_from, show};
 use crate::cli::ActArgs;
 use crate::output;
 
-pub fn run(be: &Arc<dyn Backend>, args: &ActArgs) -> Result<()> {
+pub fn run(be: &Arc<dyn Backend>, args: &ActArgs, weights: DType) -> Result<()> {
     let be = be.as_ref();
-    let model = checkpoint::load(&args.checkpoint, be)?;
+    let mut model = checkpoint::load(&args.checkpoint, be)?;
+    model.cast_block_weights(be, weights)?;
     let file = EpisodeFile::open(&args.episode)?;
     let builder = file.builder(model.config(), &args.text_tokenizer)?;
     let mut steps = file.timesteps(args.episode_index)?;

@@ -1,5 +1,6 @@
-//! `gato bench`: forward time, tokens/s and GFLOP/s of a Gato forward pass against this machine's measured GEMM
-//! ceiling, the latency of one control step when acting, and peak memory.
+//! `gato bench`: forward time, tokens/s and GFLOP/s of a Gato forward pass against this machine's measured
+//! ceilings (GEMM, FMA peak, memory read bandwidth), the latency of one control step and of one decoded token when
+//! acting (f32 and bf16 weights, the token's time against the time to read its bytes), and peak memory.
 //!
 //! The forward runs `tokens` synthetic tokens shaped like a proprioceptive episode (timesteps of 39 continuous
 //! observations, the separator and 4 action tokens; text-free, image-free) and computes the loss, so logits are
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gato_core::diagnostics::measure_gemm;
-use gato_core::{count_parameters, Backend, GatoConfig, Modality, TokenBatch};
+use gato_core::{count_parameters, Backend, DType, GatoConfig, Modality, TokenBatch};
 use gato_transformer::{last_logits_in, single_token, DecodeState, GatoTransformer};
 use serde_json::json;
 
@@ -66,21 +67,115 @@ fn peak_rss() -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
+/// Timing of the acting loop with one weight dtype.
+struct Acting {
+    dtype: DType,
+    /// Mean control step: previous action's last token + observation + separator in one push, then the action
+    /// tokens one at a time.
+    step_ms: f64,
+    /// Mean of the observation push alone.
+    observation_ms: f64,
+    /// Mean single-token decode (push of one action token).
+    token_ms: f64,
+    /// Bytes one decoded token reads: matrix weights, biases and norms, the cached keys and values, the legal rows
+    /// of the output table.
+    token_bytes: f64,
+}
+
+/// Acting with the prompt in the KV cache: `steps` control steps of 39 observations + separator + 4 action tokens.
+/// The last action token of a step is pushed together with the next observation (its keys and values are not
+/// needed before then), as an online agent does.
+fn act(model: &GatoTransformer, be: &dyn Backend, steps: usize) -> Result<Acting> {
+    let c = model.config();
+    let mut state = DecodeState::new(model);
+    let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
+    state.push(model, be, &synthetic(prompt, 0))?;
+    let (mut step_s, mut obs_s, mut tok_s, mut cache_tokens) = (0.0, 0.0, Vec::new(), Vec::new());
+    let mut pending: Option<TokenBatch> = None;
+    for k in 0..steps.max(1) {
+        let t_idx = prompt / STEP + k;
+        let obs = synthetic(STEP, t_idx).slice_single(0..OBS + 1)?;
+        let s = Instant::now();
+        let input = match pending.take() {
+            Some(mut last) => {
+                last.extend_single(&obs)?;
+                last
+            }
+            None => obs,
+        };
+        let mut h = state.push(model, be, &input)?;
+        obs_s += s.elapsed().as_secs_f64();
+        for j in 0..ACT {
+            // Logits of the legal (continuous) ids only, as acting does.
+            let logits = last_logits_in(model, be, &h, 32000..33024)?;
+            let best = logits
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, &x)| if x > logits[b] { i } else { b });
+            let token = single_token(32000 + best as u32, t_idx as u32, None);
+            if j + 1 < ACT {
+                let s = Instant::now();
+                cache_tokens.push(state.len());
+                h = state.push(model, be, &token)?;
+                tok_s.push(s.elapsed().as_secs_f64());
+            } else {
+                pending = Some(token);
+            }
+        }
+        step_s += s.elapsed().as_secs_f64();
+    }
+    let n = steps.max(1) as f64;
+    let mean_cache = cache_tokens.iter().sum::<usize>() as f64 / cache_tokens.len().max(1) as f64;
+    let dtype = model.block_weight_dtype();
+    let matrix_params = (c.num_transformer_blocks
+        * c.layer_width
+        * (4 * c.attention_width() + 2 * c.feedforward_hidden_size)) as f64;
+    let other_params = count_parameters(c)?.transformer_blocks as f64 - matrix_params;
+    let kv = 2.0
+        * c.num_transformer_blocks as f64
+        * c.attention_width() as f64
+        * (mean_cache + 1.0)
+        * 4.0;
+    let head = 1024.0 * c.layer_width as f64 * 4.0;
+    Ok(Acting {
+        dtype,
+        step_ms: step_s / n * 1e3,
+        observation_ms: obs_s / n * 1e3,
+        token_ms: tok_s.iter().sum::<f64>() / tok_s.len().max(1) as f64 * 1e3,
+        token_bytes: matrix_params * dtype.size_in_bytes() as f64 + other_params * 4.0 + kv + head,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     be: &Arc<dyn Backend>,
     config: &str,
     tokens: usize,
     reps: usize,
     act_steps: usize,
+    weights: DType,
+    threads: Option<usize>,
     as_json: bool,
 ) -> Result<()> {
     let be = be.as_ref();
     let c = GatoConfig::from_name_or_path(config)?;
     let tokens = tokens.clamp(STEP, c.token_sequence_length);
-    eprintln!("[1/4] measuring the GEMM ceiling (1024x768 · 768x3072) ...");
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    eprintln!("[1/5] measuring this machine: GEMM 1024x768 · 768x3072, FMA peak and read bandwidth ({threads} threads) ...");
     let gemm = measure_gemm(be, 1024, 3072, 768, 5)?;
-    eprintln!("[2/4] initialising {config} ...");
-    let model = GatoTransformer::init(be, &c, 0)?;
+    // The FMA peak and memory bandwidth are the CPU's; for a GPU backend they say nothing.
+    let (fma, bw) = if be.name() == gato_core::cpu::CPU_BACKEND_NAME {
+        (
+            Some(gato_core::cpu::measure_fma_peak(threads)?.value),
+            Some(gato_core::cpu::measure_read_bandwidth(threads, 256 << 20)?.value),
+        )
+    } else {
+        (None, None)
+    };
+    eprintln!("[2/5] initialising {config} ...");
+    let mut model = GatoTransformer::init(be, &c, 0)?;
+    model.cast_block_weights(be, weights)?;
     let batch = synthetic(tokens, 0);
     let targets = batch.loss.iter().skip(1).filter(|&&l| l).count();
     let p = count_parameters(&c)?;
@@ -93,7 +188,7 @@ pub fn run(
     let flops = 2.0 * p.transformer_blocks as f64 * t
         + c.num_transformer_blocks as f64 * 4.0 * hk * t * (t + 1.0) / 2.0
         + 2.0 * w * vocab * targets as f64;
-    eprintln!("[3/4] forward on {tokens} tokens, {reps} timed runs ...");
+    eprintln!("[3/5] forward on {tokens} tokens ({weights} weights), {reps} timed runs ...");
     model.loss(be, &batch)?; // warm-up
     let mut best = f64::INFINITY;
     for _ in 0..reps.max(1) {
@@ -102,66 +197,85 @@ pub fn run(
         be.synchronize()?;
         best = best.min(s.elapsed().as_secs_f64());
     }
-    eprintln!("[4/4] acting: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
-    let mut state = DecodeState::new(&model);
-    let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
-    state.push(&model, be, &synthetic(prompt, 0))?;
-    let mut step_s = Vec::new();
-    for k in 0..act_steps {
-        let t_idx = prompt / STEP + k;
-        let obs = synthetic(STEP, t_idx).slice_single(0..OBS + 1)?;
-        let s = Instant::now();
-        let mut h = state.push(&model, be, &obs)?;
-        for _ in 0..ACT {
-            // Logits of the legal (continuous) ids only, as acting does.
-            let logits = last_logits_in(&model, be, &h, 32000..33024)?;
-            let best = logits
-                .iter()
-                .enumerate()
-                .fold(0, |b, (i, &x)| if x > logits[b] { i } else { b });
-            h = state.push(
-                &model,
-                be,
-                &single_token(32000 + best as u32, t_idx as u32, None),
-            )?;
-        }
-        step_s.push(s.elapsed().as_secs_f64());
-    }
-    let act_ms = step_s.iter().sum::<f64>() / step_s.len().max(1) as f64 * 1e3;
+    eprintln!("[4/5] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
+    model.cast_block_weights(be, DType::F32)?;
+    let acting_f32 = act(&model, be, act_steps)?;
+    eprintln!("[5/5] acting with bf16 weights ...");
+    model.cast_block_weights(be, DType::BF16)?;
+    let acting_bf16 = act(&model, be, act_steps)?;
     let gflops = flops / best / 1e9;
     let rss = peak_rss();
+    let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
+    let acting_json = |a: &Acting| {
+        json!({
+            "weights": a.dtype.as_str(), "step_ms": a.step_ms, "observation_ms": a.observation_ms,
+            "token_ms": a.token_ms, "token_bytes": a.token_bytes,
+            "token_ms_at_read_bandwidth": bw.map(|b| a.token_bytes / b / 1e6),
+        })
+    };
     if as_json {
         output::json(&json!({
             "backend": be.name(), "device": be.device_description(), "config": config,
+            "threads": threads, "weights": weights.as_str(),
             "tokens": tokens, "targets": targets, "flop": flops, "forward_ms": best * 1e3,
             "tokens_per_s": tokens as f64 / best, "gflops": gflops,
             "gemm_ceiling_gflops": gemm.gflops, "ratio_to_gemm_ceiling": gflops / gemm.gflops,
-            "act_ms_per_step": act_ms, "peak_rss_bytes": rss,
+            "fma_peak_gflops": fma, "ratio_to_fma_peak": fma.map(|f| gflops / f),
+            "read_bandwidth_gbs": bw,
+            "prompt_tokens": prompt,
+            "acting": [acting_json(&acting_f32), acting_json(&acting_bf16)],
+            "peak_rss_bytes": rss,
         }));
     } else {
-        output::print(&format!(
+        let mut s = format!(
             "backend {} ({})\nconfig {config}: {} parameters\n\
-             GEMM ceiling (1024x768·768x3072 f32): {:.1} GFLOP/s\n\
-             forward {tokens} tokens ({targets} action targets): {:.1} ms, {:.0} tokens/s\n\
-             FLOP counted: {:.1} GFLOP -> {:.1} GFLOP/s = {:.0}% of the GEMM ceiling\n\
-             acting, one control step (39 obs + | + 4 action tokens, {} tokens cached): {:.1} ms\n\
-             peak resident memory: {}\n",
+             GEMM ceiling (1024x768·768x3072 f32): {:.1} GFLOP/s\n",
             be.name(),
             be.device_description(),
             p.total,
             gemm.gflops,
+        );
+        if let (Some(f), Some(b)) = (fma, bw) {
+            s += &format!("FMA peak ({threads} threads): {f:.1} GFLOP/s; memory read bandwidth: {b:.1} GB/s\n");
+        }
+        s += &format!(
+            "forward {tokens} tokens ({targets} action targets, {weights} weights): {:.1} ms, {:.0} tokens/s\n\
+             FLOP counted: {:.1} GFLOP -> {:.1} GFLOP/s = {:.0}% of the GEMM ceiling{}\n",
             best * 1e3,
             tokens as f64 / best,
             flops / 1e9,
             gflops,
             100.0 * gflops / gemm.gflops,
-            prompt,
-            act_ms,
+            fma.map_or(String::new(), |f| format!(", {:.0}% of the FMA peak", 100.0 * gflops / f)),
+        );
+        s += &format!("acting ({prompt} prompt tokens cached; step = last action token + 39 obs + | pushed together, then 4 action tokens):\n");
+        for a in [&acting_f32, &acting_bf16] {
+            s += &format!(
+                "  {:>4} weights: step {:.1} ms (observation {:.1} ms, one action token {:.2} ms",
+                a.dtype.as_str(),
+                a.step_ms,
+                a.observation_ms,
+                a.token_ms
+            );
+            if let Some(b) = bw {
+                let ideal = a.token_bytes / b / 1e6;
+                s += &format!(
+                    " = {:.2}x the {:.2} ms to read its {:.0} MB at {b:.1} GB/s",
+                    a.token_ms / ideal,
+                    ideal,
+                    a.token_bytes / 1e6
+                );
+            }
+            s += ")\n";
+        }
+        s += &format!(
+            "peak resident memory: {}\n",
             rss.map_or("unknown".to_string(), |b| format!(
                 "{:.0} MiB",
                 b as f64 / (1 << 20) as f64
-            )),
-        ));
+            ))
+        );
+        output::print(&s);
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::{count_parameters, Backend, GatoConfig};
+use gato_core::{count_parameters, Backend, DType, GatoConfig};
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
 use gato_transformer::{ActionSampler, GatoTransformer, Sampling};
@@ -14,7 +14,13 @@ use crate::agent::act_episode;
 use crate::error::CliError;
 use crate::output::{self, human};
 
-pub fn run(be: &Arc<dyn Backend>, config: &str, dir: &Path, act_steps: usize) -> Result<()> {
+pub fn run(
+    be: &Arc<dyn Backend>,
+    config: &str,
+    dir: &Path,
+    act_steps: usize,
+    weights: DType,
+) -> Result<()> {
     let be = be.as_ref();
     let config = GatoConfig::from_name_or_path(config)?;
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -35,7 +41,8 @@ pub fn run(be: &Arc<dyn Backend>, config: &str, dir: &Path, act_steps: usize) ->
         be.device_description()
     );
     let t = Instant::now();
-    let model = GatoTransformer::init(be, &config, 0)?;
+    let mut model = GatoTransformer::init(be, &config, 0)?;
+    model.cast_block_weights(be, weights)?;
     let n = count_parameters(&config)?.total;
     s += &format!(
         "model: {} blocks, width {}, {} parameters ({}), initialised from seed 0 in {:.2} s\n\n",

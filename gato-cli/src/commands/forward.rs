@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::Backend;
+use gato_core::{Backend, DType};
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
 use gato_transformer::{checkpoint, masked_cross_entropy};
@@ -16,10 +16,11 @@ use crate::cli::ForwardArgs;
 use crate::error::CliError;
 use crate::output;
 
-pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs) -> Result<()> {
+pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<()> {
     let be = be.as_ref();
     let t = Instant::now();
-    let model = checkpoint::load(&args.checkpoint, be)?;
+    let mut model = checkpoint::load(&args.checkpoint, be)?;
+    model.cast_block_weights(be, weights)?;
     let load_s = t.elapsed().as_secs_f64();
     let file = EpisodeFile::open(&args.episode)?;
     let builder = file.builder(model.config(), &args.text_tokenizer)?;

@@ -13,12 +13,17 @@ use crate::output::{self, human};
 
 /// Parse `f32|bf16|f16`.
 pub fn parse_dtype(s: &str) -> Result<DType> {
+    parse_dtype_flag("dtype", s)
+}
+
+/// A float dtype named on the command line (`--dtype`, `--weights`).
+pub fn parse_dtype_flag(flag: &'static str, s: &str) -> Result<DType> {
     match s {
         "f32" => Ok(DType::F32),
         "bf16" => Ok(DType::BF16),
         "f16" => Ok(DType::F16),
         other => Err(CliError::Argument {
-            flag: "dtype",
+            flag,
             detail: format!("`{other}`; choose f32, bf16 or f16"),
         }),
     }

@@ -25,6 +25,7 @@ use crate::cli::{Cli, Command};
 pub fn dispatch(cli: &Cli) -> Result<()> {
     // An unknown backend name is rejected whatever the subcommand, with the list of valid names.
     gato_core::backend_entry(&cli.backend)?;
+    let weights = init::parse_dtype_flag("weights", &cli.weights)?;
     match &cli.command {
         Command::Backends { format } => Ok(backends::run(format.json)?),
         Command::Info { config, format } => Ok(info::run(config, format.json)?),
@@ -43,6 +44,8 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             *tokens,
             *reps,
             *act_steps,
+            weights,
+            cli.threads,
             format.json,
         ),
         Command::Init {
@@ -51,13 +54,13 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             out,
             dtype,
         } => init::run(&backend(cli)?, config, *seed, out, dtype),
-        Command::Forward(args) => forward::run(&backend(cli)?, args),
-        Command::Act(args) => act::run(&backend(cli)?, args),
+        Command::Forward(args) => forward::run(&backend(cli)?, args, weights),
+        Command::Act(args) => act::run(&backend(cli)?, args, weights),
         Command::Demo {
             config,
             episodes,
             steps,
-        } => demo::run(&backend(cli)?, config, episodes, *steps),
+        } => demo::run(&backend(cli)?, config, episodes, *steps, weights),
         Command::Episodes { files, format } => episodes::run(files, format.json),
         Command::Tokenizers { format } => Ok(tokenizers::run(format.json)?),
     }
