@@ -195,9 +195,13 @@ pub struct ForwardArgs {
     /// Text tokenizer for text fields.
     #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
     pub text_tokenizer: String,
-    /// Write logits [T, vocab] (f32) and token ids [T] (u32) to this safetensors file.
+    /// Write logits [T, vocab] (f32) and the model inputs — token ids [T] (u32), local positions [T] (i32, −1 for
+    /// none), loss and image masks [T] (u8) — to this safetensors file (for `bench/compare_pytorch.py`).
     #[arg(long, value_name = "OUT")]
     pub dump_logits: Option<PathBuf>,
+    /// Timed repetitions of the forward pass (the best is reported).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub reps: usize,
     /// Output format.
     #[command(flatten)]
     pub format: Format,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::{Backend, DType};
+use gato_core::{Backend, DType, Modality};
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
 use gato_transformer::{checkpoint, masked_cross_entropy};
@@ -31,44 +31,76 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
         .first_window(model.config().token_sequence_length)?;
     let batch = to_batch(&[&seq]);
     let tok_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
     // Without a dump, logits are computed only where the next token is a target.
-    let (loss, logits) = match &args.dump_logits {
-        Some(_) => {
-            let logits = model.forward(be, &batch)?;
-            (masked_cross_entropy(be, &logits, &batch)?, Some(logits))
-        }
-        None => (model.loss(be, &batch)?, None),
+    let run = || -> Result<_> {
+        let t = Instant::now();
+        let out = match &args.dump_logits {
+            Some(_) => {
+                let logits = model.forward(be, &batch)?;
+                (masked_cross_entropy(be, &logits, &batch)?, Some(logits))
+            }
+            None => (model.loss(be, &batch)?, None),
+        };
+        be.synchronize()?;
+        Ok((out, t.elapsed().as_secs_f64()))
     };
-    be.synchronize()?;
-    let fwd_s = t.elapsed().as_secs_f64();
+    let ((loss, logits), mut fwd_s) = run()?;
+    for _ in 1..args.reps.max(1) {
+        fwd_s = fwd_s.min(run()?.1);
+    }
     if let (Some(path), Some(logits)) = (&args.dump_logits, &logits) {
         let values = be.download(logits)?.into_f32().unwrap_or_default();
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let ids: Vec<u8> = batch.ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let local: Vec<u8> = batch
+            .local_position
+            .iter()
+            .flat_map(|p| p.map_or(-1i32, |p| p as i32).to_le_bytes())
+            .collect();
+        let loss_mask: Vec<u8> = batch.loss.iter().map(|&l| u8::from(l)).collect();
+        let image_mask: Vec<u8> = batch
+            .modality
+            .iter()
+            .map(|&m| u8::from(m == Modality::Image))
+            .collect();
         let vocab = logits.dims()[2];
         let dump_err = |e: safetensors::SafeTensorError| CliError::Argument {
             flag: "dump-logits",
             detail: e.to_string(),
         };
+        let t = batch.seq_len;
+        fn view(
+            dtype: safetensors::Dtype,
+            shape: Vec<usize>,
+            data: &[u8],
+        ) -> std::result::Result<safetensors::tensor::TensorView<'_>, CliError> {
+            safetensors::tensor::TensorView::new(dtype, shape, data).map_err(|e| {
+                CliError::Argument {
+                    flag: "dump-logits",
+                    detail: e.to_string(),
+                }
+            })
+        }
         let views = vec![
             (
                 "logits".to_string(),
-                safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    vec![batch.seq_len, vocab],
-                    &bytes,
-                )
-                .map_err(dump_err)?,
+                view(safetensors::Dtype::F32, vec![t, vocab], &bytes)?,
             ),
             (
                 "token_ids".to_string(),
-                safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::U32,
-                    vec![batch.seq_len],
-                    &ids,
-                )
-                .map_err(dump_err)?,
+                view(safetensors::Dtype::U32, vec![t], &ids)?,
+            ),
+            (
+                "local_positions".to_string(),
+                view(safetensors::Dtype::I32, vec![t], &local)?,
+            ),
+            (
+                "loss_mask".to_string(),
+                view(safetensors::Dtype::U8, vec![t], &loss_mask)?,
+            ),
+            (
+                "image_mask".to_string(),
+                view(safetensors::Dtype::U8, vec![t], &image_mask)?,
             ),
         ];
         let meta: HashMap<String, String> = [(
