@@ -1,10 +1,11 @@
 //! GPU end-to-end checks and benchmark, run by `gato-cuda/scripts/device-check.sh` on a machine with a GPU.
 //!
-//! 1. CUDA logits vs CPU logits on a real bundled episode for `tiny` and `small` (f32: relative error < 1e-4).
+//! 1. CUDA logits vs CPU logits on a real bundled episode for `tiny` and `small` (f32: relative error < 1e-4;
+//!    bf16 decoder weights on CUDA against the f32 CPU logits: < 2e-2).
 //! 2. KV-cache decoding on CUDA equals the full forward (< 1e-4).
-//! 3. Forward tokens/s for `small` and `baseline` at batch 8 × 1024 tokens (f32), model FLOP utilisation against
-//!    the bf16 peak given in `GATO_PEAK_TFLOPS` (default 989, H100/H200 SXM dense bf16), and the per-token decode
-//!    latency with the KV cache. Prints a table last; exits non-zero if a check fails.
+//! 3. Forward tokens/s for `small` and `baseline` at batch 8 × 1024 tokens (f32 and bf16 weights), model FLOP
+//!    utilisation against the bf16 peak given in `GATO_PEAK_TFLOPS` (default 989, H100/H200 SXM dense bf16), and
+//!    the per-token decode latency with the KV cache. Prints a table last; exits non-zero if a check fails.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -84,6 +85,21 @@ fn main() -> ExitCode {
             batch.seq_len,
             if pass { "ok" } else { "FAIL" }
         ));
+        // bf16 decoder weights on the GPU (tensor-core GEMMs, f32 accumulation) against the f32 CPU logits.
+        let mut bf16_model = checkpoint::load(&dir, cuda.as_ref()).unwrap();
+        bf16_model
+            .cast_block_weights(cuda.as_ref(), gato_core::DType::BF16)
+            .unwrap();
+        let e = rel(
+            &logits(&bf16_model, cuda.as_ref(), &batch),
+            &logits(&cpu_model, cpu.as_ref(), &batch),
+        );
+        let pass = e < 2e-2;
+        ok &= pass;
+        rows.push(format!(
+            "{name:<9} CUDA bf16 weights vs CPU f32 logits      rel err {e:.2e}  {}",
+            if pass { "ok" } else { "FAIL" }
+        ));
         // KV cache on the GPU.
         let mut st = DecodeState::new(&gpu_model);
         let mut inc = Vec::new();
@@ -112,9 +128,15 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(989.0);
-    for name in ["small", "baseline"] {
+    for (name, dtype) in [
+        ("small", gato_core::DType::F32),
+        ("small", gato_core::DType::BF16),
+        ("baseline", gato_core::DType::F32),
+        ("baseline", gato_core::DType::BF16),
+    ] {
         let c = GatoConfig::preset(name).unwrap();
-        let model = GatoTransformer::init(cuda.as_ref(), &c, 2).unwrap();
+        let mut model = GatoTransformer::init(cuda.as_ref(), &c, 2).unwrap();
+        model.cast_block_weights(cuda.as_ref(), dtype).unwrap();
         let batch = random_batch(8, 1024, 3);
         let h = model
             .hidden(cuda.as_ref(), &batch, gato_core::EmbeddingMode::Eval)
@@ -137,7 +159,7 @@ fn main() -> ExitCode {
             * (2.0 * params * l
                 + 2.0 * 2.0 * c.num_transformer_blocks as f64 * l * l * hk / 2.0
                 + 2.0 * l * w * 33025.0);
-        rows.push(format!("{name:<9} forward 8x1024 f32: {:.1} ms, {:.0} tokens/s, {:.1} TFLOP/s = {:.1}% of {peak} bf16 peak", s * 1e3, 8192.0 / s, flops / s / 1e12, 100.0 * flops / s / 1e12 / peak));
+        rows.push(format!("{name:<9} forward 8x1024 {dtype:>4} weights: {:.1} ms, {:.0} tokens/s, {:.1} TFLOP/s = {:.1}% of {peak} bf16 peak", s * 1e3, 8192.0 / s, flops / s / 1e12, 100.0 * flops / s / 1e12 / peak));
         let mut st = DecodeState::new(&model);
         let prompt = random_batch(1, 512, 4);
         st.push(&model, cuda.as_ref(), &prompt).unwrap();
@@ -151,7 +173,7 @@ fn main() -> ExitCode {
         }
         let ms = t.elapsed().as_secs_f64() / steps as f64 * 1e3;
         rows.push(format!(
-            "{name:<9} decode with KV cache (512-token context): {ms:.2} ms per action token"
+            "{name:<9} decode with KV cache (512-token context), {dtype:>4} weights: {ms:.2} ms per action token"
         ));
     }
     println!("\n{}", rows.join("\n"));

@@ -214,7 +214,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     // ---- gather / conv ----
 
     /// Rows of `table: [V, D]` at `ids` (U32, any shape) → `[..ids, D]`. [`crate::ops::PAD_ID`] gathers a zero row;
-    /// any other id ≥ V is an error naming it.
+    /// any other id ≥ V is an error naming it — returned by this call, or, by an asynchronous backend that checks
+    /// ids on the device, by the next [`Backend::download`] or [`Backend::synchronize`] (no data is returned).
     fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor>;
 
     /// 2-D convolution, `x: [N, C, H, W]`, `w: [O, C, kh, kw]`, `bias: [O]` → `[N, O, H', W']`.

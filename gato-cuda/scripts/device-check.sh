@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # GPU checks for gato-cuda, in one call on a machine with a GPU (finishes in a few minutes):
 #   1. build in release; 2. the shared conformance suite against CUDA (every op vs the f64 reference);
-#   3. end-to-end: CUDA vs CPU logits (tiny, small), KV-cache decode == full forward;
-#   4. benchmark: forward tokens/s for small and baseline at 8 x 1024, MFU, per-token decode latency.
+#   3. gato backends / check / bench with --backend cuda;
+#   4. end-to-end: CUDA vs CPU logits (tiny, small; f32 and bf16 weights), KV-cache decode == full forward;
+#   5. benchmark: forward tokens/s for small and baseline at 8 x 1024 (f32 and bf16 weights), MFU, per-token
+#      decode latency.
 # Prints a short table last. Usage: bash gato-cuda/scripts/device-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export GATO_CONFORMANCE_CASES="${GATO_CONFORMANCE_CASES:-16}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv || true
 echo "=== build (release)"
-cargo build --release -p gato-cli --example device_check
+cargo build --release -p gato-cli --bin gato --example device_check
 echo "=== conformance suite on CUDA"
 cargo test --release -p gato-cuda --test conformance 2>&1 | tee /tmp/gato-cuda-conformance.log | grep -E "^test |test result|SKIPPED|panicked"
 if grep -q SKIPPED /tmp/gato-cuda-conformance.log; then echo "FAIL: CUDA conformance skipped on a GPU machine"; exit 1; fi
+echo "=== gato CLI on CUDA"
+./target/release/gato --backend cuda backends
+./target/release/gato --backend cuda check
+./target/release/gato --backend cuda bench --reps 2 --act-steps 3
 echo "=== end-to-end checks and benchmark"
 ./target/release/examples/device_check

@@ -26,6 +26,15 @@ pub struct CudaBackend {
     blas: CudaBlas,
     module: OnceLock<std::result::Result<Arc<CudaModule>, String>>,
     description: String,
+    /// Id range checks done on the device, read back at the next download or synchronize.
+    pending_ids: std::sync::Mutex<Vec<PendingIdCheck>>,
+}
+
+/// An embedding call whose ids the kernel checked: its flag (`n − first bad position`, 0 = valid) and the ids.
+struct PendingIdCheck {
+    flag: CudaSlice<u64>,
+    ids: Tensor,
+    vocab: usize,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -76,6 +85,7 @@ impl CudaBackend {
             blas,
             module: OnceLock::new(),
             description,
+            pending_ids: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -268,6 +278,31 @@ impl CudaBackend {
         }
     }
 
+    /// Read back the flags of earlier embedding calls; the first bad id becomes the same error every backend
+    /// gives ([`ops::check_ids`] on the host copy of those ids, fetched only in the error case).
+    fn check_pending_ids(&self) -> Result<()> {
+        const OP: &str = "embedding";
+        let pending = std::mem::take(
+            &mut *self
+                .pending_ids
+                .lock()
+                .map_err(|_| err(OP, "pending id checks poisoned"))?,
+        );
+        for p in pending {
+            let flag = self.stream.clone_dtoh(&p.flag).map_err(|e| err(OP, e))?;
+            if flag.first().copied().unwrap_or(0) != 0 {
+                let s = match self.storage(OP, &p.ids)? {
+                    CudaStorage::U32(s) => s,
+                    _ => return Err(err(OP, "ids are not u32")),
+                };
+                let host = self.fetch(s, p.ids.elem_count())?;
+                ops::check_ids(&host, p.vocab)?;
+                return Err(err(OP, "the device flagged an id the host check accepts"));
+            }
+        }
+        Ok(())
+    }
+
     /// The first `n` elements of a device buffer (buffers are at least one element long).
     fn fetch<T: cudarc::driver::DeviceRepr>(&self, s: &CudaSlice<T>, n: usize) -> Result<Vec<T>> {
         let mut v = self.stream.clone_dtoh(s).map_err(|e| err("download", e))?;
@@ -331,7 +366,10 @@ impl Backend for CudaBackend {
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| err("synchronize", e))
+        self.stream
+            .synchronize()
+            .map_err(|e| err("synchronize", e))?;
+        self.check_pending_ids()
     }
 
     fn upload(&self, data: HostSlice<'_>, shape: &Shape) -> Result<Tensor> {
@@ -367,6 +405,8 @@ impl Backend for CudaBackend {
 
     fn download(&self, x: &Tensor) -> Result<HostData> {
         const OP: &str = "download";
+        // A download waits for the stream anyway; raise any id error the device recorded first.
+        self.check_pending_ids()?;
         let n = x.elem_count();
         Ok(match self.storage(OP, x)? {
             CudaStorage::F32(s) => HostData::F32(self.fetch(s, n)?),
@@ -758,15 +798,15 @@ impl Backend for CudaBackend {
                 })
             }
         };
-        // Range check on the host: ids are small and this keeps the error identical to every backend's.
-        let host_ids = self.stream.clone_dtoh(id_slice).map_err(|e| err(OP, e))?;
-        ops::check_ids(&host_ids[..ids.elem_count()], v)?;
+        // Range check on the device (no host round trip per call): the kernel flags the first bad id and the
+        // error is raised at the next download or synchronize.
         let n = ids.elem_count();
         let mut y = self.alloc(OP, n * d)?;
         if n * d > 0 {
+            let mut flag = self.stream.alloc_zeros::<u64>(1).map_err(|e| err(OP, e))?;
             let f = self.function("embedding_f32")?;
-            let (nn, dd) = (n as i64, d as i32);
-            // SAFETY: ids checked below V (or PAD); y holds n·d.
+            let (nn, dd, vv) = (n as i64, d as i32, v.min(u32::MAX as usize) as u32);
+            // SAFETY: the kernel reads a table row only for ids below V; y holds n·d; flag holds one u64.
             unsafe {
                 self.stream
                     .launch_builder(&f)
@@ -775,9 +815,19 @@ impl Backend for CudaBackend {
                     .arg(&mut y)
                     .arg(&nn)
                     .arg(&dd)
+                    .arg(&vv)
+                    .arg(&mut flag)
                     .launch(grid(n * d))
             }
             .map_err(|e| err(OP, e))?;
+            self.pending_ids
+                .lock()
+                .map_err(|_| err(OP, "pending id checks poisoned"))?
+                .push(PendingIdCheck {
+                    flag,
+                    ids: ids.clone(),
+                    vocab: v,
+                });
         }
         Ok(self.wrap(shape, CudaStorage::F32(y)))
     }

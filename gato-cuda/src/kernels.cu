@@ -170,12 +170,22 @@ extern "C" __global__ void attention_f32(const float* __restrict__ q, const floa
     }
 }
 
+// Rows of table [V, d] at ids; PAD_ID gathers zeros. An id >= V gathers zeros too and records its position: `bad`
+// keeps n - (first bad position) through atomicMax (0 = all ids valid), read by the host at its next sync point.
 extern "C" __global__ void embedding_f32(const float* __restrict__ table, const unsigned int* __restrict__ ids, float* __restrict__ y,
-                                         long long n, int d) {
+                                         long long n, int d, unsigned int v, unsigned long long* __restrict__ bad) {
     long long total = n * d;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-        unsigned int id = ids[i / d];
-        y[i] = id == PAD_ID ? 0.0f : table[(long long)id * d + (i % d)];
+        long long row = i / d;
+        unsigned int id = ids[row];
+        if (id == PAD_ID) {
+            y[i] = 0.0f;
+        } else if (id >= v) {
+            y[i] = 0.0f;
+            if (i % d == 0) atomicMax(bad, (unsigned long long)(n - row));
+        } else {
+            y[i] = table[(long long)id * d + (i % d)];
+        }
     }
 }
 
