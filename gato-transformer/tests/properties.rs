@@ -364,8 +364,14 @@ fn half_block_weights_stay_close_to_f32_and_decode_consistently() {
         assert_eq!(model.block_weight_dtype(), dtype);
         let got = logits(&model, be.as_ref(), &batch);
         let err = max_rel(&got, &want);
-        assert!(err <= tol, "{dtype} weights: logits moved by {err:e} (bound {tol:e})");
-        assert!(err > 0.0, "{dtype} weights: logits identical to f32, the cast did nothing");
+        assert!(
+            err <= tol,
+            "{dtype} weights: logits moved by {err:e} (bound {tol:e})"
+        );
+        assert!(
+            err > 0.0,
+            "{dtype} weights: logits identical to f32, the cast did nothing"
+        );
         // Decoding with 16-bit weights equals a full forward with the same weights.
         let mut state = DecodeState::new(&model);
         let h = state.push(&model, be.as_ref(), &batch).unwrap();
