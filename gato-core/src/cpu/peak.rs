@@ -153,14 +153,14 @@ fn sum(x: &[f32]) -> f32 {
 }
 
 /// Memory read bandwidth in GB/s on `threads` threads: a parallel sum over `bytes` (at least 64 MiB, far past the
-/// caches); best of three after a first pass that maps the pages.
+/// caches); best of eight after a first pass that maps the pages.
 pub fn measure_read_bandwidth(threads: usize, bytes: usize) -> Result<Ceiling> {
     let pool = pool(threads)?;
     let n = bytes.max(64 << 20) / 4;
     let buf = vec![1.0f32; n];
     let chunk = n.div_ceil(threads * 16).max(1 << 12);
     let mut best = 0.0f64;
-    for rep in 0..4 {
+    for rep in 0..9 {
         let t = Instant::now();
         let s: f32 = pool.install(|| buf.par_chunks(chunk).map(sum).sum());
         std::hint::black_box(s);

@@ -28,7 +28,7 @@ const STREAM_ROWS: usize = 1;
 const PANEL: usize = 64;
 
 /// Rows ahead that the packing loop prefetches.
-const PREFETCH_ROWS: usize = 8;
+const PREFETCH_ROWS: usize = 16;
 
 /// Columns of one packed strip (two AVX vectors).
 const STRIP: usize = 16;
@@ -217,17 +217,35 @@ fn packed(
             let c0 = p * PANEL;
             let width = PANEL.min(n - c0);
             let strips = width.div_ceil(STRIP);
-            buf.clear();
-            buf.resize(strips * k * STRIP, 0.0);
-            let mut row = [0.0f32; PANEL];
+            let len = strips * k * STRIP;
+            if buf.len() != len || width % STRIP != 0 {
+                // Only a partial last strip needs its tail zeroed; full strips are overwritten below.
+                buf.clear();
+                buf.resize(len, 0.0);
+            }
+            let mut wide = [0.0f32; PANEL];
+            let full = width / STRIP;
             for kk in 0..k {
                 if kk + PREFETCH_ROWS < k {
                     w.prefetch((kk + PREFETCH_ROWS) * n + c0, width);
                 }
-                w.widen_into(kk * n + c0, &mut row[..width]);
-                for (s, vals) in row[..width].chunks(STRIP).enumerate() {
+                let start = kk * n + c0;
+                let row: &[f32] = match w {
+                    Weights::F32(wv) => &wv[start..start + width],
+                    _ => {
+                        w.widen_into(start, &mut wide[..width]);
+                        &wide[..width]
+                    }
+                };
+                // Fixed-size copies (inlined moves, no memcpy call per 16 values).
+                for s in 0..full {
                     let at = (s * k + kk) * STRIP;
-                    buf[at..at + vals.len()].copy_from_slice(vals);
+                    buf[at..at + STRIP].copy_from_slice(&row[s * STRIP..(s + 1) * STRIP]);
+                }
+                if full < strips {
+                    let at = (full * k + kk) * STRIP;
+                    let rest = &row[full * STRIP..];
+                    buf[at..at + rest.len()].copy_from_slice(rest);
                 }
             }
             for s in 0..strips {
