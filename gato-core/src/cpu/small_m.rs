@@ -218,7 +218,7 @@ fn packed(
             let width = PANEL.min(n - c0);
             let strips = width.div_ceil(STRIP);
             let len = strips * k * STRIP;
-            if buf.len() != len || width % STRIP != 0 {
+            if buf.len() != len || !width.is_multiple_of(STRIP) {
                 // Only a partial last strip needs its tail zeroed; full strips are overwritten below.
                 buf.clear();
                 buf.resize(len, 0.0);
