@@ -1,4 +1,5 @@
-//! Causal multi-head attention on the CPU (§2.2, SPEC §6), tiled: for each (batch, head) and each tile of up to
+//! Causal multi-head attention on the CPU (§2.2, SPEC §6). A few query rows (decoding) are computed directly per
+//! row; more are tiled: for each (batch, head) and each tile of up to
 //! `TILE` query rows, `S = scale · Q_tile · K[..visible]ᵀ` through the GEMM, the causal/padding mask and a
 //! max-subtracted softmax per row, then `O_tile = P · V[..visible]`. Only one `TILE × Tk` block of scores exists per
 //! thread at a time — the full `Tq × Tk` matrix is never materialised — and both products run at GEMM speed.
@@ -28,6 +29,40 @@ pub(crate) fn visible_keys(spec: &AttentionSpec, d: &AttentionDims, b: usize, i:
     limit
 }
 
+/// Every query row of head `bh` (batch `bh / H`) into `o` (`[tq, dv]`): scores `scale · q·kⱼ` over the visible
+/// keys, max-subtracted softmax, `Σ pⱼ vⱼ`.
+fn direct(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d: &AttentionDims,
+    spec: &AttentionSpec,
+    bh: usize,
+    o: &mut [f32],
+) {
+    let (tq, tk, dk, dv) = (d.tq, d.tk, d.d, d.dv);
+    let b = bh / d.h;
+    let mut scores = vec![0.0f32; tk];
+    for (i, row) in o.chunks_mut(dv).enumerate() {
+        let n = visible_keys(spec, d, b, i);
+        if n == 0 {
+            continue; // nothing visible: zeros
+        }
+        let qi = &q[(bh * tq + i) * dk..(bh * tq + i + 1) * dk];
+        let keys = &k[bh * tk * dk..(bh * tk + n) * dk];
+        for (s, kj) in scores[..n].iter_mut().zip(keys.chunks_exact(dk)) {
+            *s = spec.scale * math::dot(qi, kj);
+        }
+        let max = math::max(&scores[..n]);
+        let sum = math::exp_shifted_sum(&mut scores[..n], max);
+        let inv = 1.0 / sum;
+        let values = &v[bh * tk * dv..(bh * tk + n) * dv];
+        for (&p, vj) in scores[..n].iter().zip(values.chunks_exact(dv)) {
+            math::axpy(row, p * inv, vj);
+        }
+    }
+}
+
 fn dims(m: usize, n: usize, k: usize) -> MatmulDims {
     MatmulDims {
         batch: 1,
@@ -39,6 +74,10 @@ fn dims(m: usize, n: usize, k: usize) -> MatmulDims {
     }
 }
 
+/// Up to this many query rows (decoding a token), each row is computed directly — dot products with the visible
+/// keys, softmax, weighted sum of values — instead of through two tiny GEMM calls per head.
+const DIRECT_ROWS: usize = 4;
+
 pub(crate) fn attention(
     q: &[f32],
     k: &[f32],
@@ -49,6 +88,12 @@ pub(crate) fn attention(
     let (tq, tk, dk, dv) = (d.tq, d.tk, d.d, d.dv);
     let mut out = vec![0.0f32; d.b * d.h * tq * dv];
     if tq == 0 || dv == 0 {
+        return out;
+    }
+    if tq <= DIRECT_ROWS {
+        out.par_chunks_mut(tq * dv)
+            .enumerate()
+            .for_each(|(bh, o)| direct(q, k, v, d, spec, bh, o));
         return out;
     }
     // Work items: (batch·head, tile of query rows); each writes its own rows of `out`.
