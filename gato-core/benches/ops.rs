@@ -1,6 +1,9 @@
 //! CPU backend op throughput. `cargo bench -p gato-core --bench ops`.
 //!
-//! The GEMM shape is the `small` preset's first FF matrix on 1024 tokens, (1024×768)·(768×3072): 4.83 GFLOP.
+//! The GEMM shape is the `small` preset's first FF matrix on 1024 tokens, (1024×768)·(768×3072): 4.83 GFLOP. The
+//! acting shapes run the same matrix on 1 row (a decoded token: bytes of weights read) and 40 rows (an observation:
+//! FLOP), with f32 and bf16 weights; 24 distinct matrices (72 MB in f32) cycle so the weights come from memory, as
+//! in a real decode, not from the last-level cache.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gato_core::cpu::CpuBackend;
@@ -58,6 +61,44 @@ fn bench(c: &mut Criterion) {
     g.bench_function("layer_norm 1024x768 (bytes read+written)", |bch| {
         bch.iter(|| be.layer_norm(&x, &gamma, &beta, 1e-5).unwrap())
     });
+    // Acting shapes: small-M products against 24 weight matrices in turn.
+    let ws: Vec<_> = (0..24)
+        .map(|i| {
+            let w = be
+                .upload(HostSlice::F32(&data(k * n + i)[i..]), &Shape::from([k, n]))
+                .unwrap();
+            (w.clone(), be.cast(&w, gato_core::DType::BF16).unwrap())
+        })
+        .collect();
+    for rows in [1usize, 40] {
+        let x = be
+            .upload(HostSlice::F32(&data(rows * k)), &Shape::from([rows, k]))
+            .unwrap();
+        for (name, bf16) in [("f32", false), ("bf16", true)] {
+            let mut i = 0;
+            let weight_bytes = k * n * if bf16 { 2 } else { 4 };
+            if rows == 1 {
+                g.throughput(Throughput::Bytes(weight_bytes as u64));
+            } else {
+                g.throughput(Throughput::Elements((2 * rows * k * n) as u64));
+            }
+            let unit = if rows == 1 {
+                "bytes of weights"
+            } else {
+                "elements = FLOP"
+            };
+            g.bench_function(
+                format!("linear {rows}x768 · {name} 768x3072 ({unit})"),
+                |bch| {
+                    bch.iter(|| {
+                        let (w32, w16) = &ws[i % ws.len()];
+                        i += 1;
+                        be.linear(&x, if bf16 { w16 } else { w32 }, None).unwrap()
+                    })
+                },
+            );
+        }
+    }
     g.finish();
 }
 

@@ -2,8 +2,9 @@
 //! against `&dyn Backend` and never names a concrete backend.
 //!
 //! Design rules (so backward ops can be added later without reshaping the trait):
-//! - every op is a pure function from input tensors to a new output tensor — no in-place mutation, no hidden
-//!   state — so a tape can record it and a gradient op can be added per forward op;
+//! - every op is a pure function from input tensors to a new output tensor — no hidden state — so a tape can
+//!   record it and a gradient op can be added per forward op; the one exception, [`Backend::slice_assign`] (the KV
+//!   cache's append), writes copy-on-write, so no other handle ever observes a change;
 //! - op families take small parameter structs or enums ([`MatmulSpec`], [`UnaryOp`], [`AttentionSpec`], ...) that
 //!   can grow new variants or fields;
 //! - convenience and fused ops ([`Backend::linear`]) have default implementations in terms of the primitives, so a
@@ -12,7 +13,8 @@
 //! - shapes are checked once, in [`crate::ops`], by functions every backend calls, so all backends accept and
 //!   reject exactly the same inputs with the same messages.
 //!
-//! Compute is f32. `F16`/`BF16` are storage types ([`Backend::cast`] converts); `U32` holds token ids.
+//! Compute is f32. `F16`/`BF16` are storage types ([`Backend::cast`] converts) and may be a matrix product's `b`
+//! operand (weights; accumulation stays f32); `U32` holds token ids.
 
 use std::fmt;
 
@@ -156,7 +158,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     // ---- matmul ----
 
     /// `alpha · op(a) · op(b)` over the last two dims. `a` is `[..., M, K]` (`[..., K, M]` transposed); `b` is
-    /// either `[K, N]` (shared by every batch entry, e.g. a weight) or has the same leading dims as `a`.
+    /// either `[K, N]` (shared by every batch entry, e.g. a weight) or has the same leading dims as `a`. `a` is f32;
+    /// `b` is f32, f16 or bf16 (16-bit weights; the result is f32, accumulated in f32 — a backend may round `a` to
+    /// `b`'s type for a tensor-core product).
     fn matmul(&self, a: &Tensor, b: &Tensor, spec: &MatmulSpec) -> Result<Tensor>;
 
     /// `x · w + bias` with `x: [..., in]`, `w: [in, out]`, `bias: [out]`. Backends may fuse it.

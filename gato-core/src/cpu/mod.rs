@@ -1,6 +1,8 @@
 //! The CPU backend (`cpu`): ndarray storage, the `gemm` crate for matrix products, rayon for threads.
 //!
-//! Each op family's kernel lives in its own file (`matmul`, `elementwise`, `norm`, `attention`, `conv`, `layout`);
+//! Each op family's kernel lives in its own file (`matmul` with `small_m` for products of few rows and f16/bf16
+//! weights, `elementwise`, `math` for the vectorised exp/GELU, `norm`, `attention`, `conv`, `layout`; `peak`
+//! measures the machine's FMA peak and read bandwidth);
 //! this file validates arguments with [`crate::ops`], unwraps storage and runs the kernel inside the backend's
 //! own rayon pool, so `--threads` bounds every op.
 
