@@ -106,6 +106,18 @@ fn axpy(acc: &mut [f32], a: f32, w: &[f32]) {
     }
 }
 
+/// `y[j] = alpha · y[j] + b[j]` (`b` empty: no bias).
+#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn scale_add(y: &mut [f32], alpha: f32, b: &[f32]) {
+    if b.is_empty() {
+        y.iter_mut().for_each(|v| *v *= alpha);
+    } else {
+        for (v, &b) in y.iter_mut().zip(b) {
+            *v = alpha.mul_add(*v, b);
+        }
+    }
+}
+
 /// `acc[j] += a · widen(w[j])` for bf16 weights, widening in the loop.
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+fma",
@@ -191,9 +203,21 @@ fn stream(
             acc
         })
         .collect();
-    for (i, o) in out.iter_mut().enumerate() {
-        let s: f32 = partials.iter().map(|p| p[i]).sum();
-        *o = alpha.mul_add(s, bias.map_or(0.0, |b| b[i % n]));
+    // Sum the partials slice by slice (vectorised), then scale and add the bias per row.
+    let mut parts = partials.iter();
+    match parts.next() {
+        Some(first) => out.copy_from_slice(first),
+        None => out.fill(0.0),
+    }
+    for p in parts {
+        axpy(out, 1.0, p);
+    }
+    for row in out.chunks_mut(n) {
+        match bias {
+            Some(b) => scale_add(row, alpha, b),
+            None if alpha != 1.0 => scale_add(row, alpha, &[]),
+            None => {}
+        }
     }
 }
 
