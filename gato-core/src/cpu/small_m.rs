@@ -78,6 +78,21 @@ impl Weights<'_> {
         let _ = (start, len);
     }
 
+    /// Start, row stride (bytes) and cache lines per row of the `PANEL` columns from `c0` (clamped to `n`).
+    fn panel_lines(&self, c0: usize, n: usize) -> (*const u8, usize, usize) {
+        let (ptr, elem) = match self {
+            Weights::F32(w) => (w.as_ptr().cast::<u8>(), 4),
+            Weights::F16(w) => (w.as_ptr().cast::<u8>(), 2),
+            Weights::BF16(w) => (w.as_ptr().cast::<u8>(), 2),
+        };
+        let width = PANEL.min(n.saturating_sub(c0));
+        (
+            ptr.wrapping_add(c0 * elem),
+            n * elem,
+            (width * elem).div_ceil(64),
+        )
+    }
+
     /// `dst[j] = w[start + j]` widened to f32.
     #[inline]
     fn widen_into(&self, start: usize, dst: &mut [f32]) {
@@ -235,9 +250,14 @@ fn packed(
     bias: Option<&[f32]>,
 ) {
     let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..n.div_ceil(PANEL))
-        .into_par_iter()
-        .for_each_init(Vec::<f32>::new, |buf, p| {
+    // Each thread takes a contiguous run of panels, so while it computes one panel it can prefetch the next.
+    let panels = n.div_ceil(PANEL);
+    let groups = rayon::current_num_threads().clamp(1, panels);
+    let per = panels.div_ceil(groups);
+    (0..groups).into_par_iter().for_each(|g| {
+        let mut buf = Vec::<f32>::new();
+        let mut wide = [0.0f32; PANEL];
+        for p in g * per..((g + 1) * per).min(panels) {
             let c0 = p * PANEL;
             let width = PANEL.min(n - c0);
             let strips = width.div_ceil(STRIP);
@@ -247,7 +267,6 @@ fn packed(
                 buf.clear();
                 buf.resize(len, 0.0);
             }
-            let mut wide = [0.0f32; PANEL];
             let full = width / STRIP;
             for kk in 0..k {
                 if kk + PREFETCH_ROWS < k {
@@ -272,14 +291,27 @@ fn packed(
                     buf[at..at + rest.len()].copy_from_slice(rest);
                 }
             }
+            // The next panel of this run, fetched into L2 during this panel's FMAs (one cache line per row per
+            // strip), so its packing does not wait on memory.
+            let next = (p + 1 < ((g + 1) * per).min(panels)).then(|| w.panel_lines(c0 + PANEL, n));
             for s in 0..strips {
                 let cols = STRIP.min(width - s * STRIP);
                 let strip = &buf[s * k * STRIP..(s + 1) * k * STRIP];
                 let col = c0 + s * STRIP;
+                let pf = next.and_then(|(base, stride, lines)| {
+                    (s < lines).then(|| Prefetch {
+                        // SAFETY (of the later reads): prefetches are hints and never fault.
+                        line: base.wrapping_add(s * 64),
+                        stride,
+                    })
+                });
                 // SAFETY: this task alone writes columns [c0, c0 + width) of `out` (M × N).
-                unsafe { strip_product(out_ptr.get(), x, strip, m, k, n, col, cols, alpha, bias) };
+                unsafe {
+                    strip_product(out_ptr.get(), x, strip, m, k, n, col, cols, alpha, bias, pf)
+                };
             }
-        });
+        }
+    });
 }
 
 #[derive(Clone, Copy)]
@@ -291,9 +323,17 @@ impl SendPtr {
         self.0
     }
 }
+
 // SAFETY: used only to hand disjoint column panels of one output buffer to rayon tasks.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
+
+/// One cache line per row of a weight panel to fetch while a strip is computed: `line + kk·stride` for each `kk`.
+#[derive(Clone, Copy)]
+struct Prefetch {
+    line: *const u8,
+    stride: usize,
+}
 
 /// Columns `[col, col + cols)` of every row from one packed strip (`[K, 16]`, zero beyond `cols`).
 ///
@@ -311,14 +351,16 @@ unsafe fn strip_product(
     cols: usize,
     alpha: f32,
     bias: Option<&[f32]>,
+    pf: Option<Prefetch>,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
         if cols == STRIP && x86::available() {
-            x86::strip(out, x, strip, m, k, n, col, alpha, bias);
+            x86::strip(out, x, strip, m, k, n, col, alpha, bias, pf);
             return;
         }
     }
+    let _ = pf;
     for r in 0..m {
         let mut acc = [0.0f32; STRIP];
         for kk in 0..k {
@@ -340,7 +382,7 @@ unsafe fn strip_product(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::STRIP;
+    use super::{Prefetch, STRIP};
 
     /// Whether the AVX2+FMA tile can run here.
     pub(super) fn available() -> bool {
@@ -362,10 +404,14 @@ mod x86 {
         col: usize,
         alpha: f32,
         bias: Option<&[f32]>,
+        pf: Option<Prefetch>,
     ) {
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
         let xr = x.add(r0 * k);
         for kk in 0..k {
+            if let Some(p) = pf {
+                _mm_prefetch::<_MM_HINT_T1>(p.line.wrapping_add(kk * p.stride).cast());
+            }
             let w0 = _mm256_loadu_ps(strip.add(kk * STRIP));
             let w1 = _mm256_loadu_ps(strip.add(kk * STRIP + 8));
             for (r, a) in acc.iter_mut().enumerate() {
@@ -400,20 +446,23 @@ mod x86 {
         col: usize,
         alpha: f32,
         bias: Option<&[f32]>,
+        pf: Option<Prefetch>,
     ) {
         let (xp, sp) = (x.as_ptr(), strip.as_ptr());
+        // The first row block issues the next panel's prefetches; the others run without.
+        let mut pf = pf;
         let mut r = 0;
         while r + 6 <= m {
-            tile::<6>(out, xp, sp, k, n, r, col, alpha, bias);
+            tile::<6>(out, xp, sp, k, n, r, col, alpha, bias, pf.take());
             r += 6;
         }
         match m - r {
             0 => {}
-            1 => tile::<1>(out, xp, sp, k, n, r, col, alpha, bias),
-            2 => tile::<2>(out, xp, sp, k, n, r, col, alpha, bias),
-            3 => tile::<3>(out, xp, sp, k, n, r, col, alpha, bias),
-            4 => tile::<4>(out, xp, sp, k, n, r, col, alpha, bias),
-            _ => tile::<5>(out, xp, sp, k, n, r, col, alpha, bias),
+            1 => tile::<1>(out, xp, sp, k, n, r, col, alpha, bias, pf),
+            2 => tile::<2>(out, xp, sp, k, n, r, col, alpha, bias, pf),
+            3 => tile::<3>(out, xp, sp, k, n, r, col, alpha, bias, pf),
+            4 => tile::<4>(out, xp, sp, k, n, r, col, alpha, bias, pf),
+            _ => tile::<5>(out, xp, sp, k, n, r, col, alpha, bias, pf),
         }
     }
 }
