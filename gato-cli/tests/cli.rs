@@ -518,6 +518,49 @@ fn init_forward_act_on_a_real_episode() {
 }
 
 #[test]
+fn bench_reports_its_flop_count_ceilings_and_both_weight_dtypes() {
+    let o = gato(&[
+        "--threads",
+        "2",
+        "bench",
+        "--config",
+        "tiny",
+        "--tokens",
+        "128",
+        "--reps",
+        "1",
+        "--act-steps",
+        "1",
+        "--json",
+    ]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    no_panic(&err);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let positive = |key: &str| {
+        let x = v[key].as_f64().unwrap_or(f64::NAN);
+        assert!(x.is_finite() && x > 0.0, "{key} = {x}");
+        x
+    };
+    // The FLOP count others need to recompute GFLOP/s, and the figures derived from it.
+    let (flop, ms, gflops) = (positive("flop"), positive("forward_ms"), positive("gflops"));
+    assert!((flop / (ms / 1e3) / 1e9 - gflops).abs() <= 1e-6 * gflops);
+    for key in ["gemm_ceiling_gflops", "fma_peak_gflops", "read_bandwidth_gbs"] {
+        positive(key);
+    }
+    assert_eq!(v["tokens"], 128);
+    assert_eq!(v["threads"], 2);
+    let acting = v["acting"].as_array().unwrap();
+    let dtypes: Vec<&str> = acting.iter().map(|a| a["weights"].as_str().unwrap()).collect();
+    assert_eq!(dtypes, ["f32", "bf16"]);
+    for a in acting {
+        assert!(a["step_ms"].as_f64().unwrap() >= a["observation_ms"].as_f64().unwrap());
+        assert!(a["token_bytes"].as_f64().unwrap() > 0.0);
+    }
+    assert!(acting[1]["token_bytes"].as_f64() < acting[0]["token_bytes"].as_f64());
+}
+
+#[test]
 fn demo_runs_on_the_bundled_episodes() {
     let o = Command::new(env!("CARGO_BIN_EXE_gato"))
         .args(["demo", "--config", "tiny", "--steps", "2"])
