@@ -545,13 +545,20 @@ fn bench_reports_its_flop_count_ceilings_and_both_weight_dtypes() {
     // The FLOP count others need to recompute GFLOP/s, and the figures derived from it.
     let (flop, ms, gflops) = (positive("flop"), positive("forward_ms"), positive("gflops"));
     assert!((flop / (ms / 1e3) / 1e9 - gflops).abs() <= 1e-6 * gflops);
-    for key in ["gemm_ceiling_gflops", "fma_peak_gflops", "read_bandwidth_gbs"] {
+    for key in [
+        "gemm_ceiling_gflops",
+        "fma_peak_gflops",
+        "read_bandwidth_gbs",
+    ] {
         positive(key);
     }
     assert_eq!(v["tokens"], 128);
     assert_eq!(v["threads"], 2);
     let acting = v["acting"].as_array().unwrap();
-    let dtypes: Vec<&str> = acting.iter().map(|a| a["weights"].as_str().unwrap()).collect();
+    let dtypes: Vec<&str> = acting
+        .iter()
+        .map(|a| a["weights"].as_str().unwrap())
+        .collect();
     assert_eq!(dtypes, ["f32", "bf16"]);
     for a in acting {
         assert!(a["step_ms"].as_f64().unwrap() >= a["observation_ms"].as_f64().unwrap());

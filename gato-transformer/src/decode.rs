@@ -123,7 +123,7 @@ pub fn last_logits_in(
     hidden: &Tensor,
     range: std::ops::Range<u32>,
 ) -> Result<Vec<f32>> {
-    let rows = be.slice(model.output_table(), 0, range.start as usize, range.len())?;
+    let rows = model.output_rows(be, range)?;
     logits_of_last(be, hidden, &rows)
 }
 

@@ -24,6 +24,15 @@ pub struct GatoTransformer {
     pub final_ln: LayerNorm,
     /// Untied output head `[vocab, W]` (when `tie_embeddings` is false).
     pub head: Option<Tensor>,
+    /// Row ranges of the output table already sliced for acting (see [`Self::output_rows`]).
+    output_rows_cache: std::sync::Mutex<Vec<OutputRows>>,
+}
+
+/// A slice of the output table, with the table it came from (kept alive, so a replaced table never matches).
+struct OutputRows {
+    table: Tensor,
+    range: std::ops::Range<u32>,
+    rows: Tensor,
 }
 
 impl std::fmt::Debug for GatoTransformer {
@@ -70,6 +79,7 @@ impl GatoTransformer {
             blocks,
             final_ln,
             head,
+            output_rows_cache: Default::default(),
         })
     }
 
@@ -130,6 +140,32 @@ impl GatoTransformer {
         self.blocks
             .first()
             .map_or(DType::F32, |b| b.attn.q.weight.dtype())
+    }
+
+    /// Rows `range` of the output table (the legal ids of an action token, SPEC §7), sliced once per range and
+    /// kept: acting asks for the same few ranges at every step. A replaced table is sliced afresh.
+    pub fn output_rows(&self, be: &dyn Backend, range: std::ops::Range<u32>) -> Result<Tensor> {
+        let table = self.output_table();
+        let mut cache = self
+            .output_rows_cache
+            .lock()
+            .map_err(|_| gato_core::Error::invalid("output_rows", "cache lock poisoned"))?;
+        let same = |e: &OutputRows| {
+            e.range == range && std::sync::Arc::ptr_eq(e.table.storage(), table.storage())
+        };
+        if let Some(e) = cache.iter().find(|e| same(e)) {
+            return Ok(e.rows.clone());
+        }
+        let rows = be.slice(table, 0, range.start as usize, range.len())?;
+        if cache.len() >= 8 {
+            cache.remove(0);
+        }
+        cache.push(OutputRows {
+            table: table.clone(),
+            range,
+            rows: rows.clone(),
+        });
+        Ok(rows)
     }
 
     /// The output projection `[vocab, W]` (the shared table when tied).

@@ -6,7 +6,8 @@ mod common;
 use gato_core::{Backend, DType, GatoConfig, TokenBatch};
 use gato_transformer::checkpoint::{load, save, CONFIG_FILE, WEIGHTS_FILE};
 use gato_transformer::{
-    last_logits, masked_cross_entropy, ActionSampler, DecodeState, GatoTransformer, Sampling,
+    last_logits, last_logits_in, masked_cross_entropy, ActionSampler, DecodeState, GatoTransformer,
+    Sampling,
 };
 use proptest::prelude::*;
 
@@ -382,4 +383,30 @@ fn half_block_weights_stay_close_to_f32_and_decode_consistently() {
         model.cast_block_weights(be.as_ref(), DType::F32).unwrap();
     }
     assert!(model.cast_block_weights(be.as_ref(), DType::U32).is_err());
+}
+
+#[test]
+fn legal_id_logits_equal_the_slice_of_the_full_row() {
+    let c = common::config();
+    let be = common::backend(2);
+    let mut model = GatoTransformer::init(be.as_ref(), &c, 8).unwrap();
+    let batch = common::batch_of(&[&common::episode(&c, 1, 2)]);
+    let mut state = DecodeState::new(&model);
+    let h = state.push(&model, be.as_ref(), &batch).unwrap();
+    let full = last_logits(&model, be.as_ref(), &h).unwrap();
+    // Twice each: the second call is served by the model's cache of table slices.
+    for range in [32000u32..33024, 0..1024, 32000..33024, 0..1024] {
+        let part = last_logits_in(&model, be.as_ref(), &h, range.clone()).unwrap();
+        let want = &full[range.start as usize..range.end as usize];
+        assert!(max_rel(&part, want) <= 1e-6, "{range:?}");
+    }
+    // A replaced output table is sliced afresh, not served from the cache.
+    let vocab = full.len();
+    let zeros = be
+        .zeros(&gato_core::Shape::from([vocab, c.layer_width]), DType::F32)
+        .unwrap();
+    model.head = Some(zeros);
+    let part = last_logits_in(&model, be.as_ref(), &h, 32000..33024).unwrap();
+    assert!(part.iter().all(|&x| x == 0.0));
+    assert!(last_logits_in(&model, be.as_ref(), &h, 33000..34000).is_err());
 }
