@@ -54,7 +54,7 @@ pub fn act_episode(
 ) -> Result<Vec<StepResult>> {
     let mut state = DecodeState::new(model);
     if let Some(p) = prompt.filter(|p| !p.is_empty()) {
-        state.push(model, be, &single(p))?;
+        state.push_last(model, be, &single(p))?;
     }
     let action_local = match model.config().action_local_position {
         ActionLocalPosition::None => None,
@@ -66,7 +66,7 @@ pub fn act_episode(
         let start = Instant::now();
         let mut obs = TokenSequence::default();
         builder.push_observation(t, step, &mut obs)?;
-        let mut h = state.push(model, be, &single(&obs))?;
+        let mut h = state.push_last(model, be, &single(&obs))?;
         let before_actions = state.len();
         let mut tokens = Vec::with_capacity(n_actions);
         for j in 0..n_actions {
@@ -76,7 +76,7 @@ pub fn act_episode(
             let id = sampler.sample_in(&logits, legal.start)?;
             tokens.push(id);
             if j + 1 < n_actions {
-                h = state.push(model, be, &single_token(id, t as u32, action_local))?;
+                h = state.push_last(model, be, &single_token(id, t as u32, action_local))?;
             }
         }
         let seconds = start.elapsed().as_secs_f64();
@@ -90,7 +90,7 @@ pub fn act_episode(
         builder.push_action(t, step, &mut expert_seq)?;
         let expert_tokens: Vec<u32> = expert_seq.tokens.iter().map(|x| x.id).collect();
         expert_seq.timestep_starts = vec![0];
-        state.push(model, be, &single(&expert_seq))?;
+        state.push_last(model, be, &single(&expert_seq))?;
         out.push(StepResult {
             timestep: t,
             tokens,

@@ -50,21 +50,42 @@ impl Attention {
         kv_len: Option<Vec<usize>>,
         cache: Option<&mut LayerCache>,
     ) -> Result<Tensor> {
+        self.forward_from(be, x, kv_len, cache, 0)
+    }
+
+    /// [`Self::forward`] for the query rows `first_query..T` only → `[B, T − first_query, W]`: keys and values
+    /// still come from (and are cached for) every row. When only the last token's output is needed, the other
+    /// rows' query, attention and output projections are skipped.
+    pub fn forward_from(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        kv_len: Option<Vec<usize>>,
+        cache: Option<&mut LayerCache>,
+        first_query: usize,
+    ) -> Result<Tensor> {
         let (b, t) = (x.dims()[0], x.dims()[1]);
         let (h, k) = (self.heads, self.kv);
-        let split =
-            |y: Tensor| -> Result<Tensor> { be.permute(&y.reshape([b, t, h, k])?, &[0, 2, 1, 3]) };
-        let q = split(self.q.forward(be, x)?)?;
-        let kk = split(self.k.forward(be, x)?)?;
-        let vv = split(self.v.forward(be, x)?)?;
+        let tq = t.saturating_sub(first_query);
+        let split = |y: Tensor, rows: usize| -> Result<Tensor> {
+            be.permute(&y.reshape([b, rows, h, k])?, &[0, 2, 1, 3])
+        };
+        let xq = if first_query == 0 {
+            x.clone()
+        } else {
+            be.slice(x, 1, first_query.min(t), tq)?
+        };
+        let q = split(self.q.forward(be, &xq)?, tq)?;
+        let kk = split(self.k.forward(be, x)?, t)?;
+        let vv = split(self.v.forward(be, x)?, t)?;
         let (kk, vv, q_offset, kv_len) = match cache {
             Some(c) => {
                 let offset = c.len();
                 let (kk, vv) = c.append(be, kk, vv)?;
                 // The buffers hold `capacity` slots; the filled ones are the first `c.len()`.
-                (kk, vv, offset, Some(vec![c.len(); b]))
+                (kk, vv, offset + first_query, Some(vec![c.len(); b]))
             }
-            None => (kk, vv, 0, kv_len),
+            None => (kk, vv, first_query, kv_len),
         };
         let spec = AttentionSpec {
             scale: 1.0 / (k as f32).sqrt(),
@@ -72,8 +93,8 @@ impl Attention {
             q_offset,
             kv_len,
         };
-        let y = be.attention(&q, &kk, &vv, &spec)?; // [B, H, T, K]
-        let y = be.permute(&y, &[0, 2, 1, 3])?.reshape([b, t, h * k])?;
+        let y = be.attention(&q, &kk, &vv, &spec)?; // [B, H, Tq, K]
+        let y = be.permute(&y, &[0, 2, 1, 3])?.reshape([b, tq, h * k])?;
         self.o.forward(be, &y)
     }
 

@@ -40,10 +40,28 @@ impl DecoderBlock {
         kv_len: Option<Vec<usize>>,
         cache: Option<&mut LayerCache>,
     ) -> Result<Tensor> {
-        let a = self
-            .attn
-            .forward(be, &self.ln1.forward(be, x)?, kv_len, cache)?;
-        let x = be.binary(BinaryOp::Add, x, &a)?;
+        self.forward_from(be, x, kv_len, cache, 0)
+    }
+
+    /// The outputs of rows `first_query..T` only → `[B, T − first_query, W]`; every row's keys and values are
+    /// still computed and cached ([`Attention::forward_from`]).
+    pub fn forward_from(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        kv_len: Option<Vec<usize>>,
+        cache: Option<&mut LayerCache>,
+        first_query: usize,
+    ) -> Result<Tensor> {
+        let a =
+            self.attn
+                .forward_from(be, &self.ln1.forward(be, x)?, kv_len, cache, first_query)?;
+        let rows = if first_query == 0 {
+            x.clone()
+        } else {
+            be.slice(x, 1, first_query, x.dims()[1] - first_query)?
+        };
+        let x = be.binary(BinaryOp::Add, &rows, &a)?;
         let f = self.ff.forward(be, &self.ln2.forward(be, &x)?)?;
         be.binary(BinaryOp::Add, &x, &f)
     }

@@ -76,6 +76,28 @@ impl DecodeState {
         be: &dyn Backend,
         new: &TokenBatch,
     ) -> Result<Tensor> {
+        self.push_with(model, be, new, false)
+    }
+
+    /// [`Self::push`] returning only the last new token's final hidden state `[1, 1, W]` — all the next token's
+    /// logits need — and skipping the last block's work for the other new tokens (their keys and values are
+    /// still cached). Acting pushes each observation this way.
+    pub fn push_last(
+        &mut self,
+        model: &GatoTransformer,
+        be: &dyn Backend,
+        new: &TokenBatch,
+    ) -> Result<Tensor> {
+        self.push_with(model, be, new, true)
+    }
+
+    fn push_with(
+        &mut self,
+        model: &GatoTransformer,
+        be: &dyn Backend,
+        new: &TokenBatch,
+        last_only: bool,
+    ) -> Result<Tensor> {
         if new.batch != 1 {
             return Err(Error::invalid(
                 "DecodeState::push",
@@ -88,11 +110,16 @@ impl DecodeState {
             self.history = self.history.slice_single(cut..self.len())?;
             self.cache = vec![LayerCache::default(); model.blocks.len()];
             if !self.is_empty() {
-                model.extend_cache(be, &mut self.cache, &self.history)?;
+                // Only the keys and values matter here; the outputs are discarded.
+                model.extend_cache_last(be, &mut self.cache, &self.history)?;
             }
             self.rebuilds += 1;
         }
-        let h = model.extend_cache(be, &mut self.cache, new)?;
+        let h = if last_only {
+            model.extend_cache_last(be, &mut self.cache, new)?
+        } else {
+            model.extend_cache(be, &mut self.cache, new)?
+        };
         self.history.extend_single(new)?;
         Ok(h)
     }

@@ -175,16 +175,26 @@ impl GatoTransformer {
             .unwrap_or_else(|| self.embed.discrete.table())
     }
 
+    /// The decoder blocks and the final LayerNorm. With `last_only`, the last block computes its output (and the
+    /// final norm runs) for the last position only — all that the next token's logits need; every earlier
+    /// layer, and the last layer's keys and values, still cover every position.
     fn run_blocks(
         &self,
         be: &dyn Backend,
         mut x: Tensor,
         kv_len: Option<Vec<usize>>,
         mut cache: Option<&mut [LayerCache]>,
+        last_only: bool,
     ) -> Result<Tensor> {
+        let n = self.blocks.len();
         for (i, b) in self.blocks.iter().enumerate() {
             let c = cache.as_mut().map(|c| &mut c[i]);
-            x = b.forward(be, &x, kv_len.clone(), c)?;
+            let first = if last_only && i + 1 == n {
+                x.dims()[1].saturating_sub(1)
+            } else {
+                0
+            };
+            x = b.forward_from(be, &x, kv_len.clone(), c, first)?;
         }
         self.final_ln.forward(be, &x)
     }
@@ -198,7 +208,7 @@ impl GatoTransformer {
     ) -> Result<Tensor> {
         run_scoped(be, || {
             let x = self.embed.forward(be, batch, mode)?;
-            self.run_blocks(be, x, Some(batch.lengths.clone()), None)
+            self.run_blocks(be, x, Some(batch.lengths.clone()), None, false)
         })
     }
 
@@ -246,7 +256,22 @@ impl GatoTransformer {
     ) -> Result<Tensor> {
         run_scoped(be, || {
             let x = self.embed.forward(be, new, EmbeddingMode::Eval)?;
-            self.run_blocks(be, x, None, Some(cache))
+            self.run_blocks(be, x, None, Some(cache), false)
+        })
+    }
+
+    /// [`Self::extend_cache`] returning the final hidden state of the last new token only, `[1, 1, W]`, and
+    /// computing no more than that needs (the last block's queries, attention output and feed-forward for one
+    /// row): what acting uses to predict the next token.
+    pub fn extend_cache_last(
+        &self,
+        be: &dyn Backend,
+        cache: &mut [LayerCache],
+        new: &TokenBatch,
+    ) -> Result<Tensor> {
+        run_scoped(be, || {
+            let x = self.embed.forward(be, new, EmbeddingMode::Eval)?;
+            self.run_blocks(be, x, None, Some(cache), true)
         })
     }
 }

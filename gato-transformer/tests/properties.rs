@@ -410,3 +410,25 @@ fn legal_id_logits_equal_the_slice_of_the_full_row() {
     assert!(part.iter().all(|&x| x == 0.0));
     assert!(last_logits_in(&model, be.as_ref(), &h, 33000..34000).is_err());
 }
+
+#[test]
+fn push_last_equals_the_last_row_of_push_including_a_window_slide() {
+    let mut c = common::config();
+    c.token_sequence_length = 40; // 14 tokens per timestep: the window slides
+    let be = common::backend(2);
+    let model = GatoTransformer::init(be.as_ref(), &c, 12).unwrap();
+    let seq = common::episode(&c, 9, 5);
+    let full = common::batch_of(&[&seq]);
+    let (mut a, mut b) = (DecodeState::new(&model), DecodeState::new(&model));
+    for ts in 0..5 {
+        let chunk = full.slice_single(seq.timestep_range(ts)).unwrap();
+        let all = a.push(&model, be.as_ref(), &chunk).unwrap();
+        let last = b.push_last(&model, be.as_ref(), &chunk).unwrap();
+        assert_eq!(last.dims(), &[1, 1, c.layer_width]);
+        let want = last_logits(&model, be.as_ref(), &all).unwrap();
+        let got = last_logits(&model, be.as_ref(), &last).unwrap();
+        assert!(max_rel(&got, &want) <= 1e-5, "timestep {ts}");
+        assert_eq!(a.len(), b.len());
+    }
+    assert!(b.rebuilds() >= 2);
+}

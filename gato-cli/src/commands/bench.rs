@@ -89,7 +89,7 @@ fn act(model: &GatoTransformer, be: &dyn Backend, steps: usize) -> Result<Acting
     let c = model.config();
     let mut state = DecodeState::new(model);
     let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
-    state.push(model, be, &synthetic(prompt, 0))?;
+    state.push_last(model, be, &synthetic(prompt, 0))?;
     let (mut step_s, mut obs_s, mut tok_s, mut cache_tokens) = (0.0, 0.0, Vec::new(), Vec::new());
     let mut pending: Option<TokenBatch> = None;
     for k in 0..steps.max(1) {
@@ -103,7 +103,7 @@ fn act(model: &GatoTransformer, be: &dyn Backend, steps: usize) -> Result<Acting
             }
             None => obs,
         };
-        let mut h = state.push(model, be, &input)?;
+        let mut h = state.push_last(model, be, &input)?;
         obs_s += s.elapsed().as_secs_f64();
         for j in 0..ACT {
             // Logits of the legal (continuous) ids only, as acting does.
@@ -116,7 +116,7 @@ fn act(model: &GatoTransformer, be: &dyn Backend, steps: usize) -> Result<Acting
             if j + 1 < ACT {
                 let s = Instant::now();
                 cache_tokens.push(state.len());
-                h = state.push(model, be, &token)?;
+                h = state.push_last(model, be, &token)?;
                 tok_s.push(s.elapsed().as_secs_f64());
             } else {
                 pending = Some(token);
