@@ -253,13 +253,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
         axis: usize,
         start: usize,
     ) -> Result<()> {
-        let (_, n, len, _) = crate::ops::slice_assign_dims(dst.shape(), src.shape(), axis, start)?;
-        if src.dtype() != dst.dtype() {
-            return Err(Error::DType {
-                op: "slice_assign",
-                detail: format!("src has dtype {}, dst has {}", src.dtype(), dst.dtype()),
-            });
-        }
+        let (_, n, len, _) = crate::ops::slice_assign_dims(dst, src, axis, start)?;
         let head = self.slice(dst, axis, 0, start)?;
         let tail = self.slice(dst, axis, start + len, n - start - len)?;
         *dst = self.concat(&[&head, src, &tail], axis)?;

@@ -7,6 +7,7 @@
 use crate::backend::{AttentionSpec, Conv2dSpec, MatmulSpec};
 use crate::error::{Error, Result};
 use crate::shape::Shape;
+use crate::tensor::Tensor;
 
 /// Sizes of a (batched) matrix product.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,15 +427,23 @@ pub fn concat_dims(shapes: &[&Shape], axis: usize) -> Result<(Shape, usize, Vec<
     Ok((Shape::new(out), outer, blocks))
 }
 
-/// Write `src` into `dst[.., start..start+len, ..]` along `axis` ([`crate::Backend::slice_assign`]): same rank,
-/// equal dims except `axis`, and the range inside `dst`. Returns `(outer, dst_axis_len, len, inner)`.
+/// Write `src` into `dst[.., start..start+len, ..]` along `axis` ([`crate::Backend::slice_assign`]): the same
+/// dtype, the same rank, equal dims except `axis`, and the range inside `dst`. Returns
+/// `(outer, dst_axis_len, len, inner)`.
 pub fn slice_assign_dims(
-    dst: &Shape,
-    src: &Shape,
+    dst: &Tensor,
+    src: &Tensor,
     axis: usize,
     start: usize,
 ) -> Result<(usize, usize, usize, usize)> {
     const OP: &str = "slice_assign";
+    if src.dtype() != dst.dtype() {
+        return Err(Error::DType {
+            op: OP,
+            detail: format!("src has dtype {}, dst has {}", src.dtype(), dst.dtype()),
+        });
+    }
+    let (dst, src) = (dst.shape(), src.shape());
     let n = dst.dim(OP, axis)?;
     let same_other = src.rank() == dst.rank()
         && src

@@ -138,16 +138,7 @@ impl CudaBackend {
         spec: &MatmulSpec,
     ) -> Result<()> {
         let (m, n, k) = (d.m as i32, d.n as i32, d.k as i32);
-        let (op_b, ld_b) = if spec.trans_b {
-            (cublasOperation_t::CUBLAS_OP_T, k)
-        } else {
-            (cublasOperation_t::CUBLAS_OP_N, n)
-        };
-        let (op_a, ld_a) = if spec.trans_a {
-            (cublasOperation_t::CUBLAS_OP_T, m)
-        } else {
-            (cublasOperation_t::CUBLAS_OP_N, k)
-        };
+        let ((op_a, ld_a), (op_b, ld_b)) = blas_ops(d, spec);
         let cfg = StridedBatchedConfig {
             gemm: cudarc::cublas::GemmConfig {
                 transa: op_b,
@@ -185,16 +176,7 @@ impl CudaBackend {
         use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cudaDataType};
         use cudarc::driver::{DevicePtr, DevicePtrMut};
         let (m, n, k) = (d.m as i32, d.n as i32, d.k as i32);
-        let (op_b, ld_b) = if spec.trans_b {
-            (cublasOperation_t::CUBLAS_OP_T, k)
-        } else {
-            (cublasOperation_t::CUBLAS_OP_N, n)
-        };
-        let (op_a, ld_a) = if spec.trans_a {
-            (cublasOperation_t::CUBLAS_OP_T, m)
-        } else {
-            (cublasOperation_t::CUBLAS_OP_N, k)
-        };
+        let ((op_a, ld_a), (op_b, ld_b)) = blas_ops(d, spec);
         let in_type = match dtype {
             DType::BF16 => cudaDataType::CUDA_R_16BF,
             _ => cudaDataType::CUDA_R_16F,
@@ -319,6 +301,25 @@ impl CudaBackend {
             DType::U32 => CudaStorage::U32(self.stream.alloc_zeros::<u32>(n.max(1)).map_err(e)?),
         })
     }
+}
+
+/// cuBLAS operation and leading dimension of `a` and `b` for a row-major product (see `CudaBackend::gemm`).
+fn blas_ops(
+    d: &ops::MatmulDims,
+    spec: &MatmulSpec,
+) -> ((cublasOperation_t, i32), (cublasOperation_t, i32)) {
+    let (m, n, k) = (d.m as i32, d.n as i32, d.k as i32);
+    let op = |t: bool| {
+        if t {
+            cublasOperation_t::CUBLAS_OP_T
+        } else {
+            cublasOperation_t::CUBLAS_OP_N
+        }
+    };
+    (
+        (op(spec.trans_a), if spec.trans_a { m } else { k }),
+        (op(spec.trans_b), if spec.trans_b { k } else { n }),
+    )
 }
 
 /// A strided 2-D copy (rows of `count` elements) used by slice, concat and same-dtype cast.
@@ -965,14 +966,8 @@ impl Backend for CudaBackend {
         start: usize,
     ) -> Result<()> {
         const OP: &str = "slice_assign";
-        let (outer, n, len, inner) = ops::slice_assign_dims(dst.shape(), src.shape(), axis, start)?;
+        let (outer, n, len, inner) = ops::slice_assign_dims(dst, src, axis, start)?;
         self.storage(OP, dst)?;
-        if src.dtype() != dst.dtype() {
-            return Err(Error::DType {
-                op: OP,
-                detail: format!("src has dtype {}, dst has {}", src.dtype(), dst.dtype()),
-            });
-        }
         if dst
             .storage_mut_as::<CudaStorage>(OP, CUDA_BACKEND_NAME)?
             .is_none()

@@ -254,10 +254,7 @@ impl GatoTransformer {
         cache: &mut [LayerCache],
         new: &TokenBatch,
     ) -> Result<Tensor> {
-        run_scoped(be, || {
-            let x = self.embed.forward(be, new, EmbeddingMode::Eval)?;
-            self.run_blocks(be, x, None, Some(cache), false)
-        })
+        self.extend(be, cache, new, false)
     }
 
     /// [`Self::extend_cache`] returning the final hidden state of the last new token only, `[1, 1, W]`, and
@@ -269,9 +266,19 @@ impl GatoTransformer {
         cache: &mut [LayerCache],
         new: &TokenBatch,
     ) -> Result<Tensor> {
+        self.extend(be, cache, new, true)
+    }
+
+    fn extend(
+        &self,
+        be: &dyn Backend,
+        cache: &mut [LayerCache],
+        new: &TokenBatch,
+        last_only: bool,
+    ) -> Result<Tensor> {
         run_scoped(be, || {
             let x = self.embed.forward(be, new, EmbeddingMode::Eval)?;
-            self.run_blocks(be, x, None, Some(cache), true)
+            self.run_blocks(be, x, None, Some(cache), last_only)
         })
     }
 }

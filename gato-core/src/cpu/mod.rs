@@ -469,15 +469,9 @@ impl Backend for CpuBackend {
         start: usize,
     ) -> Result<()> {
         const OP: &str = "slice_assign";
-        let plan = ops::slice_assign_dims(dst.shape(), src.shape(), axis, start)?;
+        let plan = ops::slice_assign_dims(dst, src, axis, start)?;
         let src_storage = self.storage(OP, src)?;
         self.storage(OP, dst)?; // the backend check, before anything is copied
-        if src.dtype() != dst.dtype() {
-            return Err(Error::DType {
-                op: OP,
-                detail: format!("src has dtype {}, dst has {}", src.dtype(), dst.dtype()),
-            });
-        }
         if dst
             .storage_mut_as::<CpuStorage>(OP, CPU_BACKEND_NAME)?
             .is_none()

@@ -145,6 +145,18 @@ fn axpy_bf16(acc: &mut [f32], a: f32, w: &[bf16]) {
     }
 }
 
+/// The operands of one product `out[M, N] = alpha · x[M, K] · w[K, N] + bias[N]`.
+#[derive(Clone, Copy)]
+struct Product<'a> {
+    x: &'a [f32],
+    w: Weights<'a>,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    bias: Option<&'a [f32]>,
+}
+
 /// `out[M, N] = alpha · x[M, K] · w[K, N] + bias[N]` (bias optional). `out` is overwritten.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
@@ -163,26 +175,34 @@ pub(crate) fn matmul(
     if m == 0 || n == 0 {
         return;
     }
+    let p = Product {
+        x,
+        w,
+        m,
+        k,
+        n,
+        alpha,
+        bias,
+    };
     if m <= STREAM_ROWS {
-        stream(out, x, w, m, k, n, alpha, bias);
+        stream(out, &p);
     } else {
-        packed(out, x, w, m, k, n, alpha, bias);
+        packed(out, &p);
     }
 }
 
 /// Memory-bound regime: threads split `K`, each streams its contiguous rows of `W` once (`acc[r] += x[r, kk] ·
 /// W[kk, :]`, every row read front to back) into its own partial `[M, N]`; the partials are then summed.
-#[allow(clippy::too_many_arguments)]
-fn stream(
-    out: &mut [f32],
-    x: &[f32],
-    w: Weights<'_>,
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    bias: Option<&[f32]>,
-) {
+fn stream(out: &mut [f32], p: &Product<'_>) {
+    let Product {
+        x,
+        w,
+        m,
+        k,
+        n,
+        alpha,
+        bias,
+    } = *p;
     let chunks = (rayon::current_num_threads() * 2).clamp(1, k.max(1));
     let per = k.div_ceil(chunks);
     let partials: Vec<Vec<f32>> = (0..k.div_ceil(per.max(1)))
@@ -238,17 +258,16 @@ fn stream(
 
 /// Compute-bound regime: each task packs a panel of `PANEL` columns of `W` (widened to f32) into contiguous
 /// 16-column strips, then runs register tiles of up to 6 rows × 16 columns over every strip.
-#[allow(clippy::too_many_arguments)]
-fn packed(
-    out: &mut [f32],
-    x: &[f32],
-    w: Weights<'_>,
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    bias: Option<&[f32]>,
-) {
+fn packed(out: &mut [f32], p: &Product<'_>) {
+    let Product {
+        x,
+        w,
+        m,
+        k,
+        n,
+        alpha,
+        bias,
+    } = *p;
     let out_ptr = SendPtr(out.as_mut_ptr());
     // Each thread takes a contiguous run of panels, so while it computes one panel it can prefetch the next.
     let panels = n.div_ceil(PANEL);
