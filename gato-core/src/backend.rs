@@ -172,6 +172,19 @@ pub trait Backend: Send + Sync + fmt::Debug {
         }
     }
 
+    /// `act(x · w + bias)` — the first feed-forward layer with its activation (App. C.1). Backends may fuse the
+    /// activation into the product's output pass; the default is [`Backend::linear`] then [`Backend::unary`].
+    fn linear_act(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        act: UnaryOp,
+    ) -> Result<Tensor> {
+        let y = self.linear(x, w, bias)?;
+        self.unary(act, &y)
+    }
+
     // ---- elementwise ----
 
     /// `f(x)` elementwise.

@@ -32,10 +32,12 @@ impl FeedForward {
 
     /// `[..., W]` → `[..., W]`.
     pub fn forward(&self, be: &dyn Backend, x: &Tensor) -> Result<Tensor> {
-        let h = self.input.forward(be, x)?;
         let h = match self.activation {
-            Activation::Gelu => be.unary(UnaryOp::Gelu, &h)?,
-            Activation::Geglu => be.geglu(&h)?,
+            // Bias and GELU fused into the product where the backend can (Backend::linear_act).
+            Activation::Gelu => {
+                be.linear_act(x, &self.input.weight, Some(&self.input.bias), UnaryOp::Gelu)?
+            }
+            Activation::Geglu => be.geglu(&self.input.forward(be, x)?)?,
         };
         self.output.forward(be, &h)
     }

@@ -126,6 +126,7 @@ pub(crate) fn attention(
             &spec_s,
             1,
             None,
+            None,
         );
         for (r, row) in s.chunks_mut(kmax).enumerate() {
             let n = visible_keys(spec, d, b, i0 + r);
@@ -144,6 +145,7 @@ pub(crate) fn attention(
             &dims(rows, dv, kmax),
             &MatmulSpec::default(),
             1,
+            None,
             None,
         );
         o.copy_from_slice(&y);

@@ -60,6 +60,7 @@ pub(crate) fn conv2d(
             &MatmulSpec::default(),
             threads,
             None,
+            None,
         );
         if let Some(b) = bias {
             for (row, &bo) in y.chunks_mut(p).zip(b) {

@@ -18,16 +18,24 @@ pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 }
 
 pub(crate) fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    unary_in_place(op, &mut out);
+    out
+}
+
+/// `x ← f(x)` in parallel chunks.
+pub(crate) fn unary_in_place(op: UnaryOp, x: &mut [f32]) {
+    x.par_chunks_mut(CHUNK).for_each(|c| unary_slice(op, c));
+}
+
+/// `x ← f(x)` on this thread (a slice already in cache, e.g. a product's output panel).
+pub(crate) fn unary_slice(op: UnaryOp, x: &mut [f32]) {
     match op {
-        UnaryOp::Gelu => {
-            let mut out = x.to_vec();
-            out.par_chunks_mut(CHUNK).for_each(math::gelu_in_place);
-            out
-        }
-        UnaryOp::Relu => map(x, |v| v.max(0.0)),
-        UnaryOp::Exp => map(x, f32::exp),
-        UnaryOp::Tanh => map(x, f32::tanh),
-        UnaryOp::Neg => map(x, |v| -v),
+        UnaryOp::Gelu => math::gelu_in_place(x),
+        UnaryOp::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+        UnaryOp::Exp => x.iter_mut().for_each(|v| *v = v.exp()),
+        UnaryOp::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
+        UnaryOp::Neg => x.iter_mut().for_each(|v| *v = -*v),
     }
 }
 

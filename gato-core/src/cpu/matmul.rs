@@ -7,7 +7,9 @@ use std::borrow::Cow;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::elementwise::unary_in_place;
 use super::small_m::{self, Weights};
+use crate::backend::UnaryOp;
 
 use crate::backend::MatmulSpec;
 use crate::ops::MatmulDims;
@@ -79,7 +81,7 @@ fn gemm_one(
     }
 }
 
-/// Batched product plus an optional bias row `[N]` added to every output row; `a` and the result are contiguous
+/// Batched product plus an optional bias row `[N]` added to every output row, then an optional activation; `a` and the result are contiguous
 /// row-major f32 buffers, `b` any float weight type, of the sizes in `d`.
 pub(crate) fn matmul(
     a: &[f32],
@@ -88,6 +90,7 @@ pub(crate) fn matmul(
     spec: &MatmulSpec,
     threads: usize,
     bias: Option<&[f32]>,
+    act: Option<UnaryOp>,
 ) -> Vec<f32> {
     let (mk, kn, mn) = (d.m * d.k, d.k * d.n, d.m * d.n);
     let mut out = vec![0.0f32; d.batch * mn];
@@ -97,7 +100,7 @@ pub(crate) fn matmul(
     // Few rows against one shared, untransposed weight: batch dims fold into M.
     let rows = d.batch * d.m;
     if !spec.trans_a && !spec.trans_b && !d.b_batched && rows <= small_m::MAX_ROWS {
-        small_m::matmul(&mut out, a, b, rows, d.k, d.n, spec.alpha, bias);
+        small_m::matmul(&mut out, a, b, rows, d.k, d.n, spec.alpha, bias, act);
         return out;
     }
     let b: Cow<'_, [f32]> = match b {
@@ -148,6 +151,9 @@ pub(crate) fn matmul(
                 accumulate,
             );
         }
+    }
+    if let Some(op) = act {
+        unary_in_place(op, &mut out);
     }
     out
 }

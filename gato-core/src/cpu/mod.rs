@@ -150,6 +150,24 @@ impl CpuBackend {
         }
     }
 
+    /// `act(x · w + bias)` with the bias fused into the product and the activation applied to each output block
+    /// while it is in cache.
+    fn linear_op(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        act: Option<UnaryOp>,
+    ) -> Result<Tensor> {
+        const OP: &str = "linear";
+        let spec = MatmulSpec::default();
+        let d = ops::linear_dims(x.shape(), w.shape(), bias.map(|b| b.shape()))?;
+        let (xv, wv) = (self.f32s(OP, "x", x)?, self.weights(OP, w)?);
+        let bv = bias.map(|b| self.f32s(OP, "bias", b)).transpose()?;
+        let out = self.run(|| matmul::matmul(xv, wv, &d, &spec, self.threads, bv, act));
+        wrap_f32(OP, d.out, out)
+    }
+
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         self.pool.install(f)
     }
@@ -287,18 +305,22 @@ impl Backend for CpuBackend {
         const OP: &str = "matmul";
         let d = ops::matmul_dims(a.shape(), b.shape(), spec)?;
         let (av, bv) = (self.f32s(OP, "a", a)?, self.weights(OP, b)?);
-        let out = self.run(|| matmul::matmul(av, bv, &d, spec, self.threads, None));
+        let out = self.run(|| matmul::matmul(av, bv, &d, spec, self.threads, None, None));
         wrap_f32(OP, d.out, out)
     }
 
     fn linear(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        const OP: &str = "linear";
-        let spec = MatmulSpec::default();
-        let d = ops::linear_dims(x.shape(), w.shape(), bias.map(|b| b.shape()))?;
-        let (xv, wv) = (self.f32s(OP, "x", x)?, self.weights(OP, w)?);
-        let bv = bias.map(|b| self.f32s(OP, "bias", b)).transpose()?;
-        let out = self.run(|| matmul::matmul(xv, wv, &d, &spec, self.threads, bv));
-        wrap_f32(OP, d.out, out)
+        self.linear_op(x, w, bias, None)
+    }
+
+    fn linear_act(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        act: UnaryOp,
+    ) -> Result<Tensor> {
+        self.linear_op(x, w, bias, Some(act))
     }
 
     fn unary(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor> {

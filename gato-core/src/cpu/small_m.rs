@@ -18,6 +18,9 @@ use half::{bf16, f16};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::elementwise::unary_slice;
+use crate::backend::UnaryOp;
+
 /// Largest M (rows, batch dims folded in) this path takes; above it the packed `gemm` is faster.
 pub(crate) const MAX_ROWS: usize = 64;
 
@@ -155,9 +158,11 @@ struct Product<'a> {
     n: usize,
     alpha: f32,
     bias: Option<&'a [f32]>,
+    act: Option<UnaryOp>,
 }
 
-/// `out[M, N] = alpha · x[M, K] · w[K, N] + bias[N]` (bias optional). `out` is overwritten.
+/// `out[M, N] = act(alpha · x[M, K] · w[K, N] + bias[N])` (bias and activation optional). `out` is overwritten;
+/// the activation runs on each output panel while it is still in cache.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     out: &mut [f32],
@@ -168,6 +173,7 @@ pub(crate) fn matmul(
     n: usize,
     alpha: f32,
     bias: Option<&[f32]>,
+    act: Option<UnaryOp>,
 ) {
     debug_assert_eq!(out.len(), m * n);
     debug_assert_eq!(x.len(), m * k);
@@ -183,6 +189,7 @@ pub(crate) fn matmul(
         n,
         alpha,
         bias,
+        act,
     };
     if m <= STREAM_ROWS {
         stream(out, &p);
@@ -202,6 +209,7 @@ fn stream(out: &mut [f32], p: &Product<'_>) {
         n,
         alpha,
         bias,
+        act,
     } = *p;
     let chunks = (rayon::current_num_threads() * 2).clamp(1, k.max(1));
     let per = k.div_ceil(chunks);
@@ -253,6 +261,9 @@ fn stream(out: &mut [f32], p: &Product<'_>) {
             None if alpha != 1.0 => scale_add(row, alpha, &[]),
             None => {}
         }
+        if let Some(op) = act {
+            unary_slice(op, row);
+        }
     }
 }
 
@@ -267,6 +278,7 @@ fn packed(out: &mut [f32], p: &Product<'_>) {
         n,
         alpha,
         bias,
+        act,
     } = *p;
     let out_ptr = SendPtr(out.as_mut_ptr());
     // Each thread takes a contiguous run of panels, so while it computes one panel it can prefetch the next.
@@ -328,6 +340,15 @@ fn packed(out: &mut [f32], p: &Product<'_>) {
                 unsafe {
                     strip_product(out_ptr.get(), x, strip, m, k, n, col, cols, alpha, bias, pf)
                 };
+            }
+            if let Some(op) = act {
+                for r in 0..m {
+                    // SAFETY: row r's columns [c0, c0 + width) lie inside `out` (M × N) and belong to this task.
+                    let row = unsafe {
+                        std::slice::from_raw_parts_mut(out_ptr.get().add(r * n + c0), width)
+                    };
+                    unary_slice(op, row);
+                }
             }
         }
     });
@@ -552,10 +573,19 @@ mod tests {
                     wb16.iter().map(|v| v.to_f64()).collect(),
                 ),
             ] {
-                for (alpha, b) in [(1.0, None), (0.5, Some(bias.as_slice()))] {
+                for (alpha, b, act) in [
+                    (1.0, None, None),
+                    (0.5, Some(bias.as_slice()), None),
+                    (1.0, Some(bias.as_slice()), Some(UnaryOp::Gelu)),
+                ] {
                     let mut out = vec![f32::NAN; m * n];
-                    matmul(&mut out, &x, w, m, k, n, alpha, b);
-                    let want = reference(&x, &wide, m, k, n, alpha, b);
+                    matmul(&mut out, &x, w, m, k, n, alpha, b, act);
+                    let mut want = reference(&x, &wide, m, k, n, alpha, b);
+                    if act.is_some() {
+                        // x·Φ(x), Φ from f64 erfc.
+                        want.iter_mut()
+                            .for_each(|v| *v *= 0.5 * libm::erfc(-*v / std::f64::consts::SQRT_2));
+                    }
                     let err = out
                         .iter()
                         .zip(&want)

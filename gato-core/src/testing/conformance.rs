@@ -255,6 +255,57 @@ pub fn linear(b: &dyn Backend) -> Result<(), String> {
     )
 }
 
+/// `act(x · w + bias)` (a possibly fused activation) for every unary op.
+pub fn linear_act(b: &dyn Backend) -> Result<(), String> {
+    run(
+        (
+            1usize..100,
+            1usize..40,
+            1usize..70,
+            prop_oneof![
+                Just(UnaryOp::Gelu),
+                Just(UnaryOp::Relu),
+                Just(UnaryOp::Tanh),
+                Just(UnaryOp::Neg)
+            ],
+            any::<u64>(),
+        ),
+        |(rows, din, dout, act, seed)| {
+            let mut rng = Rng::new(seed);
+            let (x, w, bb) = (
+                rng.vec(rows * din, -1.0, 1.0),
+                rng.vec(din * dout, -1.0, 1.0),
+                rng.vec(dout, -1.0, 1.0),
+            );
+            let got = ok(
+                "linear_act",
+                b.linear_act(
+                    &up(b, &x, &[rows, din])?,
+                    &up(b, &w, &[din, dout])?,
+                    Some(&up(b, &bb, &[dout])?),
+                    act,
+                ),
+            )?;
+            let (want, wd) = r::matmul(
+                &wide(&x),
+                &[rows, din],
+                &wide(&w),
+                &[din, dout],
+                &MatmulSpec::default(),
+            );
+            let want = r::unary(act, &r::binary(BinaryOp::Add, &want, &wide(&bb)));
+            close(
+                b,
+                &format!("linear_act [{rows}, {din}] · [{din}, {dout}] {act:?}"),
+                &got,
+                &want,
+                &wd,
+                TOL * (1.0 + din as f64).sqrt(),
+            )
+        },
+    )
+}
+
 /// `x · w + bias` with `w` stored as f16 or bf16 (the narrow-weights path), against the reference on the widened
 /// weights. The tolerance allows a backend to round activations to the weight type too (tensor-core GEMMs do).
 pub fn linear_half_weights(b: &dyn Backend) -> Result<(), String> {
