@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gato_core::cpu::CpuBackend;
-use gato_core::{Backend, GatoConfig};
+use gato_core::GatoConfig;
 use gato_transformer::{last_logits_in, single_token, DecodeState, GatoTransformer};
 
 struct Counting;
