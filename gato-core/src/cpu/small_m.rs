@@ -7,11 +7,12 @@
 //! matrix-vector-like product is bound by reading `W`; narrow weights halve the bytes.
 //!
 //! Two regimes:
-//! - **M ≤ 4 (streaming)**: threads split `K`; each reads its rows of `W` front to back exactly once (sequential
+//! - **M = 1 (streaming)**: threads split `K`; each reads its rows of `W` front to back exactly once (sequential
 //!   memory access, the best case for the prefetchers), widening in the loop, into a private partial sum.
-//! - **4 < M ≤ 64 (packed)**: each task widens a 64-column panel of `W` into contiguous 16-column strips, then
-//!   runs register tiles of up to 6 rows × 16 columns over them (AVX2+FMA intrinsics chosen at run time; a
-//!   portable loop elsewhere).
+//! - **1 < M ≤ 64 (packed)**: each thread takes a run of 64-column panels of `W`, widens each into contiguous
+//!   16-column strips, and runs register tiles of up to 6 rows × 16 columns over them (AVX2+FMA intrinsics chosen
+//!   at run time; a portable loop elsewhere) while prefetching the next panel. An activation, if any, runs on each
+//!   output panel while it is in cache.
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
