@@ -163,7 +163,7 @@ pub fn run(
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     eprintln!("[1/5] measuring this machine: GEMM 1024x768 · 768x3072, FMA peak and read bandwidth ({threads} threads) ...");
-    let gemm = measure_gemm(be, 1024, 3072, 768, 5)?;
+    let gemm = measure_gemm(be, 1024, 3072, 768, 10)?;
     // The FMA peak and memory bandwidth are the CPU's; for a GPU backend they say nothing.
     let (fma, bw) = if be.name() == gato_core::cpu::CPU_BACKEND_NAME {
         (
