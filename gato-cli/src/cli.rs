@@ -195,8 +195,9 @@ pub struct ForwardArgs {
     /// Text tokenizer for text fields.
     #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
     pub text_tokenizer: String,
-    /// Write logits [T, vocab] (f32) and the model inputs — token ids [T] (u32), local positions [T] (i32, −1 for
-    /// none), loss and image masks [T] (u8) — to this safetensors file (for `bench/compare_pytorch.py`).
+    /// Write `logits` `[T, vocab]` (f32) and the model inputs — `token_ids` (u32), `local_positions` (i32, −1 for
+    /// none), `loss_mask` and `image_mask` (u8), each `[T]` — to this safetensors file (for
+    /// `bench/compare_pytorch.py`).
     #[arg(long, value_name = "OUT")]
     pub dump_logits: Option<PathBuf>,
     /// Timed repetitions of the forward pass (the best is reported).

@@ -1,4 +1,4 @@
-//! The backend conformance suite: every op of a backend against the naive f64 [`reference`] on random shapes and
+//! The backend conformance suite: every op of a backend against the naive f64 [`reference`](mod@crate::reference) on random shapes and
 //! values (proptest), plus the error contract (bad shapes, dtypes, ids and foreign tensors return `Err`, never
 //! panic). A backend crate runs the whole suite with one macro:
 //!
