@@ -1,5 +1,5 @@
 //! Matrix products on the CPU: the `gemm` crate (cache-blocked, SIMD kernels chosen at run time, rayon threads)
-//! for large products, [`super::small_m`] for products of at most 64 rows against a shared weight (the acting
+//! for large products, [`super::small_m`] for products of at most 256 rows against a shared weight (the acting
 //! path), which also reads f16/bf16 weights directly. A bias row is fused into the product in both paths.
 
 use std::borrow::Cow;

@@ -2,14 +2,15 @@
 //! widened to f32 in registers (accumulation is f32). This is the acting path (SPEC §7): one decoded token (M = 1)
 //! or one observation (M ≈ 40) against a weight matrix.
 //!
-//! Why not the `gemm` crate here: it packs both operands and is tuned for large M (at M = 1–64 it reaches 20–100
-//! GFLOP/s on a 2-core AVX2 machine whose ceiling is ~170), and it has no mixed f32 × f16/bf16 product. A
+//! Why not the `gemm` crate here: it packs both operands and is tuned for large M (at M = 1–96 it reaches 20–100
+//! GFLOP/s on a 2-core AVX2 machine whose ceiling is ~175, where this file's kernels reach 110–150; from M = 128
+//! to 256 both are near 150–175, this file slightly ahead), and it has no mixed f32 × f16/bf16 product. A
 //! matrix-vector-like product is bound by reading `W`; narrow weights halve the bytes.
 //!
 //! Two regimes:
 //! - **M = 1 (streaming)**: threads split `K`; each reads its rows of `W` front to back exactly once (sequential
 //!   memory access, the best case for the prefetchers), widening in the loop, into a private partial sum.
-//! - **1 < M ≤ 64 (packed)**: each thread takes a run of 64-column panels of `W`, widens each into contiguous
+//! - **1 < M ≤ 256 (packed)**: each thread takes a run of 64-column panels of `W`, widens each into contiguous
 //!   16-column strips, and runs register tiles of up to 6 rows × 16 columns over them (AVX2+FMA intrinsics chosen
 //!   at run time; a portable loop elsewhere) while prefetching the next panel. An activation, if any, runs on each
 //!   output panel while it is in cache.
@@ -22,8 +23,9 @@ use rayon::prelude::*;
 use super::elementwise::unary_slice;
 use crate::backend::UnaryOp;
 
-/// Largest M (rows, batch dims folded in) this path takes; above it the packed `gemm` is faster.
-pub(crate) const MAX_ROWS: usize = 64;
+/// Largest M (rows, batch dims folded in) this path takes; above it the `gemm` crate is as fast or faster
+/// (measured on the small preset's shapes: at M = 512 and 1024 it leads by 2–4%).
+pub(crate) const MAX_ROWS: usize = 256;
 
 /// Up to this many rows the product streams `W` once, row by row (memory-bound regime).
 const STREAM_ROWS: usize = 1;
@@ -551,6 +553,7 @@ mod tests {
             (7, 33, 144),
             (13, 70, 130),
             (64, 16, 272),
+            (200, 48, 80),
         ] {
             let x = vals(m * k, 1);
             let w32 = vals(k * n, 2);
