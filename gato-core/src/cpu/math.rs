@@ -18,11 +18,15 @@ const LN2_LO: f32 = 1.428_606_8e-6;
 /// 1.2e-38, a subnormal). NaN stays NaN.
 ///
 /// `eˣ = 2ⁿ · eʳ` with `n = round(x·log₂e)`, `r = x − n·ln2 ∈ [−ln2/2, ln2/2]`, `eʳ` by its Taylor series to `r⁷`
-/// (truncation error `|r|⁸/8! < 6e-9`).
+/// (truncation error `|r|⁸/8! < 6e-9`). Branch-free, so loops over it vectorise.
 #[inline(always)]
 pub(crate) fn exp(x_in: f32) -> f32 {
+    // Adding 1.5·2²³ rounds to an integer held in the low mantissa bits: `n` as a float and, from the bits, as
+    // an integer, without a float-to-int `as` (saturating in Rust, which LLVM cannot vectorise).
+    const MAGIC: f32 = 12_582_912.0;
     let x = x_in.clamp(-87.3, 88.3);
-    let n = (x * LOG2_E).round_ties_even();
+    let t = x.mul_add(LOG2_E, MAGIC);
+    let n = t - MAGIC;
     let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
     let p = r.mul_add(1.0 / 5040.0, 1.0 / 720.0);
     let p = p.mul_add(r, 1.0 / 120.0);
@@ -31,8 +35,9 @@ pub(crate) fn exp(x_in: f32) -> f32 {
     let p = p.mul_add(r, 0.5);
     let p = p.mul_add(r, 1.0);
     let p = p.mul_add(r, 1.0);
-    // n ∈ [−126, 127] after the clamp, so 2ⁿ is a normal f32 built from its exponent bits.
-    let y = p * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n ∈ [−126, 127] after the clamp, so n + 127 ∈ [1, 254] is a normal exponent and 2ⁿ is exact.
+    let scale = t.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23;
+    let y = p * f32::from_bits(scale);
     if x_in < -87.3 {
         0.0
     } else {
