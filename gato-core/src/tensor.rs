@@ -78,26 +78,27 @@ impl Tensor {
         &self.storage
     }
 
-    /// The storage for writing in place, if this handle is its only owner (no clone, no reshape shares it);
-    /// `Ok(None)` when shared, so the caller copies instead and no other handle observes the write.
-    pub fn storage_mut_as<S: Storage>(
+    /// The storage for writing in place. When other handles share it (a clone, a reshape), `copy` first makes
+    /// this handle its own storage (copy-on-write), so no other handle ever observes the write. Errors with
+    /// [`Error::BackendMismatch`] when the storage is not `S`.
+    pub fn storage_for_write<S: Storage>(
         &mut self,
         op: &'static str,
         expected_backend: &str,
-    ) -> Result<Option<&mut S>> {
-        let found = self.storage.backend_name().to_string();
-        match Arc::get_mut(&mut self.storage) {
-            None => Ok(None),
-            Some(s) => s
-                .as_any_mut()
-                .downcast_mut::<S>()
-                .map(Some)
-                .ok_or(Error::BackendMismatch {
-                    op,
-                    expected: expected_backend.to_string(),
-                    found,
-                }),
+        copy: impl FnOnce(&S) -> Result<S>,
+    ) -> Result<&mut S> {
+        if Arc::get_mut(&mut self.storage).is_none() {
+            let own = copy(self.storage_as::<S>(op, expected_backend)?)?;
+            self.storage = Arc::new(own);
         }
+        let found = self.storage.backend_name().to_string();
+        Arc::get_mut(&mut self.storage)
+            .and_then(|s| s.as_any_mut().downcast_mut::<S>())
+            .ok_or(Error::BackendMismatch {
+                op,
+                expected: expected_backend.to_string(),
+                found,
+            })
     }
 
     /// Downcast the storage to a backend's concrete type, or a [`Error::BackendMismatch`] naming both backends.

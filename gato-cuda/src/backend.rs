@@ -967,17 +967,13 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         const OP: &str = "slice_assign";
         let (outer, n, len, inner) = ops::slice_assign_dims(dst, src, axis, start)?;
-        self.storage(OP, dst)?;
-        if dst
-            .storage_mut_as::<CudaStorage>(OP, CUDA_BACKEND_NAME)?
-            .is_none()
-        {
-            // Shared: give `dst` its own copy first (copy-on-write).
-            let total = dst.elem_count();
-            let mut copy = self.empty_like(dst.dtype(), total)?;
+        let src_storage = self.storage(OP, src)?;
+        let total = dst.elem_count();
+        let target = dst.storage_for_write::<CudaStorage>(OP, CUDA_BACKEND_NAME, |shared| {
+            let mut own = self.empty_like(shared.dtype(), total)?;
             self.block_copy(
-                self.storage(OP, dst)?,
-                &mut copy,
+                shared,
+                &mut own,
                 Copy2d {
                     rows: 1,
                     src_row: total,
@@ -987,12 +983,8 @@ impl Backend for CudaBackend {
                     count: total,
                 },
             )?;
-            *dst = self.wrap(dst.shape().clone(), copy);
-        }
-        let src_storage = self.storage(OP, src)?;
-        let target = dst
-            .storage_mut_as::<CudaStorage>(OP, CUDA_BACKEND_NAME)?
-            .ok_or_else(|| err(OP, "storage still shared after the copy"))?;
+            Ok(own)
+        })?;
         self.block_copy(
             src_storage,
             target,

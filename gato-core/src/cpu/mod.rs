@@ -493,18 +493,8 @@ impl Backend for CpuBackend {
         const OP: &str = "slice_assign";
         let plan = ops::slice_assign_dims(dst, src, axis, start)?;
         let src_storage = self.storage(OP, src)?;
-        self.storage(OP, dst)?; // the backend check, before anything is copied
-        if dst
-            .storage_mut_as::<CpuStorage>(OP, CPU_BACKEND_NAME)?
-            .is_none()
-        {
-            // Shared: give `dst` its own copy first (copy-on-write).
-            let copy = self.storage(OP, dst)?.clone();
-            *dst = wrap(OP, dst.shape().clone(), copy)?;
-        }
-        let target = dst
-            .storage_mut_as::<CpuStorage>(OP, CPU_BACKEND_NAME)?
-            .ok_or_else(|| internal(OP, "storage still shared after the copy"))?;
+        let target =
+            dst.storage_for_write::<CpuStorage>(OP, CPU_BACKEND_NAME, |s| Ok(s.clone()))?;
         layout::write_block(target, src_storage, plan, start).map_err(|e| internal(OP, e))
     }
 
