@@ -41,22 +41,12 @@ impl Attention {
         })
     }
 
-    /// `x: [B, T, W]` → `[B, T, W]`. `kv_len[b]` real keys per sequence (padding masked); with `cache` (batch 1),
-    /// the new keys and values are appended to it and the queries attend to everything cached before them.
+    /// `x: [B, T, W]` → `[B, T − first_query, W]`: the outputs of query rows `first_query..T` (0: every row).
+    /// Keys and values always come from every row. `kv_len[b]` real keys per sequence (padding masked); with
+    /// `cache` (batch 1), the new keys and values are appended to it and the queries attend to everything cached
+    /// before them. When only the last token's output is needed, the other rows' query, attention and output
+    /// projections are skipped.
     pub fn forward(
-        &self,
-        be: &dyn Backend,
-        x: &Tensor,
-        kv_len: Option<Vec<usize>>,
-        cache: Option<&mut LayerCache>,
-    ) -> Result<Tensor> {
-        self.forward_from(be, x, kv_len, cache, 0)
-    }
-
-    /// [`Self::forward`] for the query rows `first_query..T` only → `[B, T − first_query, W]`: keys and values
-    /// still come from (and are cached for) every row. When only the last token's output is needed, the other
-    /// rows' query, attention and output projections are skipped.
-    pub fn forward_from(
         &self,
         be: &dyn Backend,
         x: &Tensor,

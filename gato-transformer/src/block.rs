@@ -32,20 +32,9 @@ impl DecoderBlock {
         })
     }
 
-    /// `[B, T, W]` → `[B, T, W]`.
+    /// `[B, T, W]` → `[B, T − first_query, W]`: the outputs of rows `first_query..T` (0: every row); every row's
+    /// keys and values are still computed and cached ([`Attention::forward`]).
     pub fn forward(
-        &self,
-        be: &dyn Backend,
-        x: &Tensor,
-        kv_len: Option<Vec<usize>>,
-        cache: Option<&mut LayerCache>,
-    ) -> Result<Tensor> {
-        self.forward_from(be, x, kv_len, cache, 0)
-    }
-
-    /// The outputs of rows `first_query..T` only → `[B, T − first_query, W]`; every row's keys and values are
-    /// still computed and cached ([`Attention::forward_from`]).
-    pub fn forward_from(
         &self,
         be: &dyn Backend,
         x: &Tensor,
@@ -53,9 +42,9 @@ impl DecoderBlock {
         cache: Option<&mut LayerCache>,
         first_query: usize,
     ) -> Result<Tensor> {
-        let a =
-            self.attn
-                .forward_from(be, &self.ln1.forward(be, x)?, kv_len, cache, first_query)?;
+        let a = self
+            .attn
+            .forward(be, &self.ln1.forward(be, x)?, kv_len, cache, first_query)?;
         let rows = if first_query == 0 {
             x.clone()
         } else {

@@ -194,7 +194,7 @@ impl GatoTransformer {
             } else {
                 0
             };
-            x = b.forward_from(be, &x, kv_len.clone(), c, first)?;
+            x = b.forward(be, &x, kv_len.clone(), c, first)?;
         }
         self.final_ln.forward(be, &x)
     }
