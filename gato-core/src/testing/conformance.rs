@@ -210,6 +210,55 @@ pub fn matmul(b: &dyn Backend) -> Result<(), String> {
     )
 }
 
+/// Random operands of `x · w + bias` (`x: [rows, din]`, `w: [din, dout]`, `bias: [dout]`, all in [−1, 1)).
+struct LinearCase {
+    rows: usize,
+    din: usize,
+    dout: usize,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl LinearCase {
+    fn new(rows: usize, din: usize, dout: usize, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        LinearCase {
+            rows,
+            din,
+            dout,
+            x: rng.vec(rows * din, -1.0, 1.0),
+            w: rng.vec(din * dout, -1.0, 1.0),
+            bias: rng.vec(dout, -1.0, 1.0),
+        }
+    }
+
+    /// `x`, `w` and `bias` uploaded.
+    fn upload(&self, b: &dyn Backend) -> Result<(Tensor, Tensor, Tensor), TestCaseError> {
+        Ok((
+            up(b, &self.x, &[self.rows, self.din])?,
+            up(b, &self.w, &[self.din, self.dout])?,
+            up(b, &self.bias, &[self.dout])?,
+        ))
+    }
+
+    /// The f64 reference `x · w (+ bias)` for the weights `w` (given wide, so a narrowed copy can stand in).
+    fn reference(&self, w: &[f64], with_bias: bool) -> (Vec<f64>, Vec<usize>) {
+        let (want, wd) = r::matmul(
+            &wide(&self.x),
+            &[self.rows, self.din],
+            w,
+            &[self.din, self.dout],
+            &MatmulSpec::default(),
+        );
+        if with_bias {
+            (r::binary(BinaryOp::Add, &want, &wide(&self.bias)), wd)
+        } else {
+            (want, wd)
+        }
+    }
+}
+
 /// `x · w + bias`.
 pub fn linear(b: &dyn Backend) -> Result<(), String> {
     run(
@@ -221,28 +270,10 @@ pub fn linear(b: &dyn Backend) -> Result<(), String> {
             any::<u64>(),
         ),
         |(rows, din, dout, bias, seed)| {
-            let mut rng = Rng::new(seed);
-            let (x, w, bb) = (
-                rng.vec(rows * din, -1.0, 1.0),
-                rng.vec(din * dout, -1.0, 1.0),
-                rng.vec(dout, -1.0, 1.0),
-            );
-            let (xt, wt, bt) = (
-                up(b, &x, &[rows, din])?,
-                up(b, &w, &[din, dout])?,
-                up(b, &bb, &[dout])?,
-            );
+            let case = LinearCase::new(rows, din, dout, seed);
+            let (xt, wt, bt) = case.upload(b)?;
             let got = ok("linear", b.linear(&xt, &wt, bias.then_some(&bt)))?;
-            let (mut want, wd) = r::matmul(
-                &wide(&x),
-                &[rows, din],
-                &wide(&w),
-                &[din, dout],
-                &MatmulSpec::default(),
-            );
-            if bias {
-                want = r::binary(BinaryOp::Add, &want, &wide(&bb));
-            }
+            let (want, wd) = case.reference(&wide(&case.w), bias);
             close(
                 b,
                 "linear",
@@ -271,29 +302,11 @@ pub fn linear_act(b: &dyn Backend) -> Result<(), String> {
             any::<u64>(),
         ),
         |(rows, din, dout, act, seed)| {
-            let mut rng = Rng::new(seed);
-            let (x, w, bb) = (
-                rng.vec(rows * din, -1.0, 1.0),
-                rng.vec(din * dout, -1.0, 1.0),
-                rng.vec(dout, -1.0, 1.0),
-            );
-            let got = ok(
-                "linear_act",
-                b.linear_act(
-                    &up(b, &x, &[rows, din])?,
-                    &up(b, &w, &[din, dout])?,
-                    Some(&up(b, &bb, &[dout])?),
-                    act,
-                ),
-            )?;
-            let (want, wd) = r::matmul(
-                &wide(&x),
-                &[rows, din],
-                &wide(&w),
-                &[din, dout],
-                &MatmulSpec::default(),
-            );
-            let want = r::unary(act, &r::binary(BinaryOp::Add, &want, &wide(&bb)));
+            let case = LinearCase::new(rows, din, dout, seed);
+            let (xt, wt, bt) = case.upload(b)?;
+            let got = ok("linear_act", b.linear_act(&xt, &wt, Some(&bt), act))?;
+            let (want, wd) = case.reference(&wide(&case.w), true);
+            let want = r::unary(act, &want);
             close(
                 b,
                 &format!("linear_act [{rows}, {din}] · [{din}, {dout}] {act:?}"),
@@ -322,30 +335,12 @@ pub fn linear_half_weights(b: &dyn Backend) -> Result<(), String> {
             if !b.supports_dtype(dtype) {
                 return Ok(());
             }
-            let mut rng = Rng::new(seed);
-            let (x, w, bb) = (
-                rng.vec(rows * din, -1.0, 1.0),
-                rng.vec(din * dout, -1.0, 1.0),
-                rng.vec(dout, -1.0, 1.0),
-            );
-            let narrow = ok("cast", b.cast(&up(b, &w, &[din, dout])?, dtype))?;
+            let case = LinearCase::new(rows, din, dout, seed);
+            let (xt, wt, bt) = case.upload(b)?;
+            let narrow = ok("cast", b.cast(&wt, dtype))?;
             let w_wide = ok("download", b.download(&narrow))?.to_f64_vec();
-            let got = ok(
-                "linear",
-                b.linear(
-                    &up(b, &x, &[rows, din])?,
-                    &narrow,
-                    Some(&up(b, &bb, &[dout])?),
-                ),
-            )?;
-            let (want, wd) = r::matmul(
-                &wide(&x),
-                &[rows, din],
-                &w_wide,
-                &[din, dout],
-                &MatmulSpec::default(),
-            );
-            let want = r::binary(BinaryOp::Add, &want, &wide(&bb));
+            let got = ok("linear", b.linear(&xt, &narrow, Some(&bt)))?;
+            let (want, wd) = case.reference(&w_wide, true);
             close(
                 b,
                 &format!("linear [{rows}, {din}] · {dtype} [{din}, {dout}]"),
