@@ -21,6 +21,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::elementwise::unary_slice;
+use super::math::{axpy, scale};
 use crate::backend::UnaryOp;
 
 /// Largest M (rows, batch dims folded in) this path takes; above it the `gemm` crate is as fast or faster
@@ -119,23 +120,11 @@ fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
     }
 }
 
-/// `acc[j] += a · w[j]`.
-#[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn axpy(acc: &mut [f32], a: f32, w: &[f32]) {
-    for (c, &v) in acc.iter_mut().zip(w) {
-        *c = a.mul_add(v, *c);
-    }
-}
-
-/// `y[j] = alpha · y[j] + b[j]` (`b` empty: no bias).
+/// `y[j] = alpha · y[j] + b[j]`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn scale_add(y: &mut [f32], alpha: f32, b: &[f32]) {
-    if b.is_empty() {
-        y.iter_mut().for_each(|v| *v *= alpha);
-    } else {
-        for (v, &b) in y.iter_mut().zip(b) {
-            *v = alpha.mul_add(*v, b);
-        }
+    for (v, &b) in y.iter_mut().zip(b) {
+        *v = alpha.mul_add(*v, b);
     }
 }
 
@@ -261,7 +250,7 @@ fn stream(out: &mut [f32], p: &Product<'_>) {
     for row in out.chunks_mut(n) {
         match bias {
             Some(b) => scale_add(row, alpha, b),
-            None if alpha != 1.0 => scale_add(row, alpha, &[]),
+            None if alpha != 1.0 => scale(row, alpha),
             None => {}
         }
         if let Some(op) = act {
