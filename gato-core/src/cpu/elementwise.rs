@@ -18,8 +18,14 @@ pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 }
 
 pub(crate) fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
-    let mut out = x.to_vec();
-    unary_in_place(op, &mut out);
+    // Each chunk is copied and transformed while in cache: one pass over memory.
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, i)| {
+            o.copy_from_slice(i);
+            unary_slice(op, o);
+        });
     out
 }
 
