@@ -124,8 +124,8 @@ pub enum Command {
         /// Timed repetitions (the best is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
-        /// Control steps timed when acting.
-        #[arg(long, default_value_t = 5)]
+        /// Control steps timed when acting (the medians are reported).
+        #[arg(long, default_value_t = 11)]
         act_steps: usize,
         /// Output format.
         #[command(flatten)]

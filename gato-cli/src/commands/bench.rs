@@ -67,15 +67,29 @@ fn peak_rss() -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
+/// The median of `v` (0 when empty; the mean of the middle two for an even count).
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let h = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[h]
+    } else {
+        (v[h - 1] + v[h]) / 2.0
+    }
+}
+
 /// Timing of the acting loop with one weight dtype.
 struct Acting {
     dtype: DType,
-    /// Mean control step: previous action's last token + observation + separator in one push, then the action
-    /// tokens one at a time.
+    /// Median control step: previous action's last token + observation + separator in one push, then the action
+    /// tokens one at a time. Medians, because on a shared machine a step now and then takes twice as long.
     step_ms: f64,
-    /// Mean of the observation push alone.
+    /// Median of the observation push alone.
     observation_ms: f64,
-    /// Mean single-token decode (push of one action token).
+    /// Median single-token decode (push of one action token).
     token_ms: f64,
     /// Bytes one decoded token reads: matrix weights, biases and norms, the cached keys and values, the legal rows
     /// of the output table.
@@ -90,7 +104,8 @@ fn act(model: &GatoTransformer, be: &dyn Backend, steps: usize) -> Result<Acting
     let mut state = DecodeState::new(model);
     let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
     state.push_last(model, be, &synthetic(prompt, 0))?;
-    let (mut step_s, mut obs_s, mut tok_s, mut cache_tokens) = (0.0, 0.0, Vec::new(), Vec::new());
+    let (mut step_s, mut obs_s, mut tok_s, mut cache_tokens) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut pending: Option<TokenBatch> = None;
     for k in 0..steps.max(1) {
         let t_idx = prompt / STEP + k;
@@ -104,7 +119,7 @@ fn act(model: &GatoTransformer, be: &dyn Backend, steps: usize) -> Result<Acting
             None => obs,
         };
         let mut h = state.push_last(model, be, &input)?;
-        obs_s += s.elapsed().as_secs_f64();
+        obs_s.push(s.elapsed().as_secs_f64());
         for j in 0..ACT {
             // Logits of the legal (continuous) ids only, as acting does.
             let logits = last_logits_in(model, be, &h, 32000..33024)?;
@@ -122,9 +137,8 @@ fn act(model: &GatoTransformer, be: &dyn Backend, steps: usize) -> Result<Acting
                 pending = Some(token);
             }
         }
-        step_s += s.elapsed().as_secs_f64();
+        step_s.push(s.elapsed().as_secs_f64());
     }
-    let n = steps.max(1) as f64;
     let mean_cache = cache_tokens.iter().sum::<usize>() as f64 / cache_tokens.len().max(1) as f64;
     let dtype = model.block_weight_dtype();
     let matrix_params = (c.num_transformer_blocks
@@ -139,9 +153,9 @@ fn act(model: &GatoTransformer, be: &dyn Backend, steps: usize) -> Result<Acting
     let head = 1024.0 * c.layer_width as f64 * 4.0;
     Ok(Acting {
         dtype,
-        step_ms: step_s / n * 1e3,
-        observation_ms: obs_s / n * 1e3,
-        token_ms: tok_s.iter().sum::<f64>() / tok_s.len().max(1) as f64 * 1e3,
+        step_ms: median(&mut step_s) * 1e3,
+        observation_ms: median(&mut obs_s) * 1e3,
+        token_ms: median(&mut tok_s) * 1e3,
         token_bytes: matrix_params * dtype.size_in_bytes() as f64 + other_params * 4.0 + kv + head,
     })
 }
