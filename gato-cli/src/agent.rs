@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use gato_core::{ActionLocalPosition, Backend, TokenBatch};
 use gato_tokenizers::{to_batch, FieldValue, SequenceBuilder, Timestep, TokenSequence};
-use gato_transformer::{last_logits_in, single_token, ActionSampler, DecodeState, GatoTransformer};
+use gato_transformer::{
+    last_logits_in, single_token, ActionSampler, DecodeState, GatoTransformer, WindowPolicy,
+};
 
 use crate::error::Result;
 
@@ -43,7 +45,8 @@ fn single(seq: &TokenSequence) -> TokenBatch {
     to_batch(&[seq])
 }
 
-/// Walk `steps`, acting at each one. `prompt` (already tokenized) is fed first.
+/// Walk `steps`, acting at each one. `prompt` (already tokenized) is fed first; `window` says what happens to the
+/// KV cache once the context window is full.
 pub fn act_episode(
     model: &GatoTransformer,
     be: &dyn Backend,
@@ -51,8 +54,9 @@ pub fn act_episode(
     steps: &[Timestep],
     prompt: Option<&TokenSequence>,
     sampler: &mut ActionSampler,
+    window: WindowPolicy,
 ) -> Result<Vec<StepResult>> {
-    let mut state = DecodeState::new(model);
+    let mut state = DecodeState::with_policy(model, window);
     if let Some(p) = prompt.filter(|p| !p.is_empty()) {
         state.push_last(model, be, &single(p))?;
     }

@@ -238,6 +238,11 @@ pub struct ActArgs {
     /// Text tokenizer for text fields.
     #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
     pub text_tokenizer: String,
+    /// When the context window is full: `rebuild` the KV cache from the kept timesteps (exact, SPEC §6; a forward
+    /// pass over the window at every later step) or `slide` it (keep the kept tokens' cached keys and values, as
+    /// Transformer-XL memory does; a step keeps its cost; logits differ from a fresh forward).
+    #[arg(long, default_value = "rebuild", value_name = "POLICY")]
+    pub window: String,
     /// Output format.
     #[command(flatten)]
     pub format: Format,

@@ -451,6 +451,16 @@ fn init_forward_act_on_a_real_episode() {
             .collect::<Vec<_>>()
     };
     assert_eq!(toks(&v), toks(&w));
+    // The window policy only matters once the window is full: before that, sliding gives the same tokens.
+    let mut slide_args = act_args.to_vec();
+    slide_args.extend(["--window", "slide"]);
+    let slid = gato(&slide_args);
+    assert!(slid.status.success(), "{}", text(&slid).1);
+    assert_eq!(toks(&v), toks(&serde_json::from_slice(&slid.stdout).unwrap()));
+    slide_args.pop();
+    slide_args.push("slid");
+    let bad = gato(&slide_args);
+    assert!(!bad.status.success() && text(&bad).1.contains("\"rebuild\" or \"slide\""));
     // With a prompt from another file of the same task, and a MetaWorld episode with continuous actions.
     let o = gato(&[
         "act",

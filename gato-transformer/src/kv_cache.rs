@@ -1,8 +1,9 @@
 //! The KV cache for incremental decoding (SPEC §6): per layer, the keys and values of every token so far
-//! (`[1, H, T, K]`). When the context window is full, the model drops the oldest whole timesteps and rebuilds the
-//! cache from the tokens that remain ([`crate::DecodeState`]); Gato has no absolute position encoding, but the
-//! cached keys of deeper layers depend on the dropped tokens, so a rebuild is the exact answer. The paper's
-//! Transformer-XL-style memory is not reproduced.
+//! (`[1, H, T, K]`). When the context window is full, the model drops the oldest whole timesteps and by default
+//! rebuilds the cache from the tokens that remain ([`crate::DecodeState`], [`crate::WindowPolicy`]); Gato has no
+//! absolute position encoding, but the cached keys of deeper layers depend on the dropped tokens, so a rebuild is
+//! the exact answer. [`LayerCache::drop_front`] serves the opt-in sliding policy, which keeps those keys as they
+//! are. The paper's Transformer-XL-style memory is not reproduced.
 
 use gato_core::{Backend, Result, Shape, Tensor};
 
@@ -77,6 +78,25 @@ impl LayerCache {
             }
         }
         Ok(buf)
+    }
+
+    /// Forget the oldest `n` tokens: the keys and values of the rest move to the front of the buffers (one copy of
+    /// the kept part; no token is recomputed).
+    pub fn drop_front(&mut self, be: &dyn Backend, n: usize) -> Result<()> {
+        let n = n.min(self.len);
+        if n == 0 {
+            return Ok(());
+        }
+        let kept = self.len - n;
+        for buf in [&mut self.k, &mut self.v].into_iter().flatten() {
+            if kept > 0 {
+                // `slice` copies, so the overlapping move reads nothing it has already overwritten.
+                let rest = be.slice(buf, 2, n, kept)?;
+                be.slice_assign(buf, &rest, 2, 0)?;
+            }
+        }
+        self.len = kept;
+        Ok(())
     }
 
     /// Keep the first `len` tokens (the buffers stay; later appends overwrite the rest).

@@ -7,7 +7,7 @@ use gato_core::{Backend, DType, GatoConfig, TokenBatch};
 use gato_transformer::checkpoint::{load, save, CONFIG_FILE, WEIGHTS_FILE};
 use gato_transformer::{
     last_logits, last_logits_in, masked_cross_entropy, ActionSampler, DecodeState, GatoTransformer,
-    Sampling,
+    Sampling, WindowPolicy,
 };
 use proptest::prelude::*;
 
@@ -113,6 +113,85 @@ fn kv_cache_decode_equals_full_forward_including_a_window_slide() {
     let n = state.len();
     state.truncate(n - 3).unwrap();
     assert_eq!(state.len(), n - 3);
+}
+
+/// Feed 5 timesteps (each in two pieces) through `state`; per timestep, the last logits and the window's tokens.
+fn decode_timesteps(
+    model: &GatoTransformer,
+    be: &dyn Backend,
+    state: &mut DecodeState,
+) -> Vec<(Vec<f32>, TokenBatch)> {
+    let c = model.config();
+    let seq = common::episode(c, 4, 5);
+    let full = common::batch_of(&[&seq]);
+    (0..5)
+        .map(|ts| {
+            let r = seq.timestep_range(ts);
+            let chunk = full.slice_single(r.clone()).unwrap();
+            let split = r.len() - 1;
+            state
+                .push(model, be, &chunk.slice_single(0..split).unwrap())
+                .unwrap();
+            let h = state
+                .push(model, be, &chunk.slice_single(split..r.len()).unwrap())
+                .unwrap();
+            (last_logits(model, be, &h).unwrap(), state.history().clone())
+        })
+        .collect()
+}
+
+#[test]
+fn sliding_window_is_exact_with_one_block_and_keeps_the_window_with_more() {
+    let be = common::backend(2);
+    // One block: a token's cached keys and values depend on that token alone (its embedding and local
+    // position), so dropping the oldest ones without recomputing is exact.
+    let mut c = common::config();
+    c.token_sequence_length = 40;
+    c.num_transformer_blocks = 1;
+    let model = GatoTransformer::init(be.as_ref(), &c, 4).unwrap();
+    let mut state = DecodeState::with_policy(&model, WindowPolicy::Slide);
+    assert_eq!(state.policy(), WindowPolicy::Slide);
+    for (ts, (inc, window)) in decode_timesteps(&model, be.as_ref(), &mut state)
+        .into_iter()
+        .enumerate()
+    {
+        let want = logits(&model, be.as_ref(), &window);
+        let last = window.seq_len - 1;
+        let err = max_rel(&inc, &want[last * V..(last + 1) * V]);
+        assert!(
+            err <= 1e-5,
+            "timestep {ts}: slid cache vs full forward {err:e}"
+        );
+    }
+    assert!(state.rebuilds() >= 2, "the window should have slid");
+
+    // Two blocks: identical to a rebuild until the first slide; then the same window, other (finite) logits.
+    c.num_transformer_blocks = 2;
+    let model = GatoTransformer::init(be.as_ref(), &c, 4).unwrap();
+    let mut slide = DecodeState::with_policy(&model, WindowPolicy::Slide);
+    let mut rebuild = DecodeState::new(&model);
+    let a = decode_timesteps(&model, be.as_ref(), &mut slide);
+    let b = decode_timesteps(&model, be.as_ref(), &mut rebuild);
+    assert_eq!(slide.rebuilds(), rebuild.rebuilds());
+    let first_slide = (0..5).find(|&ts| a[ts].1.seq_len < 14 * (ts + 1)).unwrap();
+    for ts in 0..5 {
+        assert_eq!(a[ts].1, b[ts].1, "timestep {ts}: same window");
+        assert!(a[ts].0.iter().all(|x| x.is_finite()));
+        if ts < first_slide {
+            assert_eq!(a[ts].0, b[ts].0, "timestep {ts}: before any slide");
+        }
+    }
+    assert!(
+        max_rel(&a[first_slide].0, &b[first_slide].0) > 1e-6,
+        "with two blocks the kept keys carry the dropped tokens"
+    );
+    // Unknown policy names are refused with the allowed values.
+    let e = "slid".parse::<WindowPolicy>().unwrap_err().to_string();
+    assert!(e.contains("rebuild") && e.contains("slide"), "{e}");
+    assert_eq!(
+        "slide".parse::<WindowPolicy>().unwrap(),
+        WindowPolicy::Slide
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use gato_core::{Backend, DType};
 use gato_data::EpisodeFile;
-use gato_transformer::{checkpoint, ActionSampler, Sampling};
+use gato_transformer::{checkpoint, ActionSampler, Sampling, WindowPolicy};
 use serde_json::json;
 
 use super::Result;
@@ -14,6 +14,7 @@ use crate::output;
 
 pub fn run(be: &Arc<dyn Backend>, args: &ActArgs, weights: DType) -> Result<()> {
     let be = be.as_ref();
+    let window: WindowPolicy = args.window.parse()?;
     let mut model = checkpoint::load(&args.checkpoint, be)?;
     model.cast_block_weights(be, weights)?;
     let file = EpisodeFile::open(&args.episode)?;
@@ -36,7 +37,15 @@ pub fn run(be: &Arc<dyn Backend>, args: &ActArgs, weights: DType) -> Result<()> 
         Sampling::Temperature(args.temperature)
     };
     let mut sampler = ActionSampler::new(sampling, args.seed)?;
-    let results = act_episode(&model, be, &builder, &steps, prompt.as_ref(), &mut sampler)?;
+    let results = act_episode(
+        &model,
+        be,
+        &builder,
+        &steps,
+        prompt.as_ref(),
+        &mut sampler,
+        window,
+    )?;
     let agree = results.iter().filter(|r| r.agrees()).count();
     let mean_ms =
         results.iter().map(|r| r.seconds).sum::<f64>() / results.len().max(1) as f64 * 1e3;

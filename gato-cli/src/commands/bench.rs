@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use gato_core::diagnostics::measure_gemm;
 use gato_core::{count_parameters, Backend, DType, GatoConfig, Modality, TokenBatch};
-use gato_transformer::{last_logits_in, single_token, DecodeState, GatoTransformer};
+use gato_transformer::{last_logits_in, single_token, DecodeState, GatoTransformer, WindowPolicy};
 use serde_json::json;
 
 use super::Result;
@@ -100,9 +100,20 @@ struct Acting {
 /// The last action token of a step is pushed together with the next observation (its keys and values are not
 /// needed before then), as an online agent does.
 fn act(model: &GatoTransformer, be: &dyn Backend, steps: usize) -> Result<Acting> {
+    let prompt = (model.config().token_sequence_length / 2 / STEP) * STEP;
+    act_from(model, be, steps, prompt, WindowPolicy::Rebuild)
+}
+
+/// [`act`] after a prompt of `prompt` tokens, with `policy` for a full window.
+fn act_from(
+    model: &GatoTransformer,
+    be: &dyn Backend,
+    steps: usize,
+    prompt: usize,
+    policy: WindowPolicy,
+) -> Result<Acting> {
     let c = model.config();
-    let mut state = DecodeState::new(model);
-    let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
+    let mut state = DecodeState::with_policy(model, policy);
     state.push_last(model, be, &synthetic(prompt, 0))?;
     let (mut step_s, mut obs_s, mut tok_s, mut cache_tokens) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -176,7 +187,7 @@ pub fn run(
     let tokens = tokens.clamp(STEP, c.token_sequence_length);
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    eprintln!("[1/5] measuring this machine: GEMM 1024x768 · 768x3072, FMA peak and read bandwidth ({threads} threads) ...");
+    eprintln!("[1/6] measuring this machine: GEMM 1024x768 · 768x3072, FMA peak and read bandwidth ({threads} threads) ...");
     let gemm = measure_gemm(be, 1024, 3072, 768, 10)?;
     // The FMA peak and memory bandwidth are the CPU's; for a GPU backend they say nothing.
     let (fma, bw) = if be.name() == gato_core::cpu::CPU_BACKEND_NAME {
@@ -187,7 +198,7 @@ pub fn run(
     } else {
         (None, None)
     };
-    eprintln!("[2/5] initialising {config} ...");
+    eprintln!("[2/6] initialising {config} ...");
     let mut model = GatoTransformer::init(be, &c, 0)?;
     model.cast_block_weights(be, weights)?;
     let batch = synthetic(tokens, 0);
@@ -202,7 +213,7 @@ pub fn run(
     let flops = 2.0 * p.transformer_blocks as f64 * t
         + c.num_transformer_blocks as f64 * 4.0 * hk * t * (t + 1.0) / 2.0
         + 2.0 * w * vocab * targets as f64;
-    eprintln!("[3/5] forward on {tokens} tokens ({weights} weights), {reps} timed runs ...");
+    eprintln!("[3/6] forward on {tokens} tokens ({weights} weights), {reps} timed runs ...");
     model.loss(be, &batch)?; // warm-up
     let mut best = f64::INFINITY;
     for _ in 0..reps.max(1) {
@@ -211,12 +222,17 @@ pub fn run(
         be.synchronize()?;
         best = best.min(s.elapsed().as_secs_f64());
     }
-    eprintln!("[4/5] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
+    eprintln!("[4/6] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
     model.cast_block_weights(be, DType::F32)?;
     let acting_f32 = act(&model, be, act_steps)?;
-    eprintln!("[5/5] acting with bf16 weights ...");
+    eprintln!("[5/6] acting with bf16 weights ...");
     model.cast_block_weights(be, DType::BF16)?;
     let acting_bf16 = act(&model, be, act_steps)?;
+    // A full window: every step overflows it. Rebuild recomputes the kept window; slide moves the cache.
+    let full = (c.token_sequence_length / STEP) * STEP;
+    eprintln!("[6/6] acting with bf16 weights and a full window ({full} tokens): 3 steps each, rebuild and slide ...");
+    let full_rebuild = act_from(&model, be, 3, full, WindowPolicy::Rebuild)?;
+    let full_slide = act_from(&model, be, 3, full, WindowPolicy::Slide)?;
     let gflops = flops / best / 1e9;
     let rss = peak_rss();
     let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
@@ -238,6 +254,8 @@ pub fn run(
             "read_bandwidth_gbs": bw,
             "prompt_tokens": prompt,
             "acting": [acting_json(&acting_f32), acting_json(&acting_bf16)],
+            "full_window": {"prompt_tokens": full, "weights": "bf16",
+                "rebuild_step_ms": full_rebuild.step_ms, "slide_step_ms": full_slide.step_ms},
             "peak_rss_bytes": rss,
         }));
     } else {
@@ -282,6 +300,10 @@ pub fn run(
             }
             s += ")\n";
         }
+        s += &format!(
+            "  full window ({full} tokens, bf16): step {:.1} ms rebuilding the cache (exact), {:.1} ms sliding it (`--window slide`)\n",
+            full_rebuild.step_ms, full_slide.step_ms
+        );
         s += &format!(
             "peak resident memory: {}\n",
             rss.map_or("unknown".to_string(), |b| format!(

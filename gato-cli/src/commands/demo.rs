@@ -7,7 +7,7 @@ use std::time::Instant;
 use gato_core::{count_parameters, Backend, DType, GatoConfig};
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
-use gato_transformer::{ActionSampler, GatoTransformer, Sampling};
+use gato_transformer::{ActionSampler, GatoTransformer, Sampling, WindowPolicy};
 
 use super::Result;
 use crate::agent::act_episode;
@@ -80,7 +80,15 @@ pub fn run(
         let fwd_s = t.elapsed().as_secs_f64();
         let mut steps = file.timesteps(0)?;
         steps.truncate(act_steps);
-        let results = act_episode(&model, be, &builder, &steps, None, &mut sampler)?;
+        let results = act_episode(
+            &model,
+            be,
+            &builder,
+            &steps,
+            None,
+            &mut sampler,
+            WindowPolicy::Rebuild,
+        )?;
         let agree = results.iter().filter(|r| r.agrees()).count();
         let ms = results.iter().map(|r| r.seconds).sum::<f64>() / results.len().max(1) as f64 * 1e3;
         output::print(&format!(
