@@ -456,7 +456,10 @@ fn init_forward_act_on_a_real_episode() {
     slide_args.extend(["--window", "slide"]);
     let slid = gato(&slide_args);
     assert!(slid.status.success(), "{}", text(&slid).1);
-    assert_eq!(toks(&v), toks(&serde_json::from_slice(&slid.stdout).unwrap()));
+    assert_eq!(
+        toks(&v),
+        toks(&serde_json::from_slice(&slid.stdout).unwrap())
+    );
     slide_args.pop();
     slide_args.push("slid");
     let bad = gato(&slide_args);

@@ -172,6 +172,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
         }
     }
 
+    /// The weight `w` (`[K, N]`, f32/f16/bf16) laid out for repeated [`Backend::linear`] /
+    /// [`Backend::linear_act`] products with few rows, as acting runs them (SPEC §7). The result is a tensor like
+    /// `w` (same shape, dtype and values; every op accepts it, and results are the same up to f32 rounding order);
+    /// it may hold more memory (the CPU backend keeps both layouts). `Ok(None)`: this backend has no faster layout
+    /// (the default). Pack after [`Backend::cast`]: a cast returns an ordinary tensor.
+    fn pack_weight(&self, w: &Tensor) -> Result<Option<Tensor>> {
+        let _ = w;
+        Ok(None)
+    }
+
     /// `act(x · w + bias)` — the first feed-forward layer with its activation (App. C.1). Backends may fuse the
     /// activation into the product's output pass; the default is [`Backend::linear`] then [`Backend::unary`].
     fn linear_act(

@@ -42,6 +42,15 @@ impl Linear {
         Ok(())
     }
 
+    /// Lay the weight out for products with few rows where the backend has such a layout
+    /// ([`Backend::pack_weight`]); values and results stay the same.
+    pub fn pack_weight(&mut self, backend: &dyn Backend) -> Result<()> {
+        if let Some(p) = backend.pack_weight(&self.weight)? {
+            self.weight = p;
+        }
+        Ok(())
+    }
+
     /// Named parameters.
     pub fn parameters(&self, name: &str) -> Vec<(String, Tensor)> {
         vec![

@@ -195,6 +195,46 @@ fn sliding_window_is_exact_with_one_block_and_keeps_the_window_with_more() {
 }
 
 #[test]
+fn packed_block_weights_give_the_same_logits_in_every_dtype() {
+    let be = common::backend(2);
+    let c = common::config();
+    let seq = common::episode(&c, 4, 3);
+    let full = common::batch_of(&[&seq]);
+    // Last logits after the whole sequence, then after one more decoded token (one row: the original layout).
+    let decode = |model: &GatoTransformer| {
+        let mut state = DecodeState::new(model);
+        let n = full.seq_len;
+        state
+            .push_last(model, be.as_ref(), &full.slice_single(0..n - 1).unwrap())
+            .unwrap();
+        let h = state
+            .push_last(model, be.as_ref(), &full.slice_single(n - 1..n).unwrap())
+            .unwrap();
+        last_logits(model, be.as_ref(), &h).unwrap()
+    };
+    for dtype in [DType::F32, DType::BF16] {
+        let mut model = GatoTransformer::init(be.as_ref(), &c, 3).unwrap();
+        model.cast_block_weights(be.as_ref(), dtype).unwrap();
+        let (want, want_dec) = (logits(&model, be.as_ref(), &full), decode(&model));
+        model.pack_block_weights(be.as_ref()).unwrap();
+        assert_eq!(model.block_weight_dtype(), dtype);
+        // The CPU backend keeps both layouts: the weight now holds more than its elements' bytes.
+        let w = &model.blocks[0].ff.output.weight;
+        assert!(
+            w.storage().size_in_bytes() >= 2 * w.elem_count() * dtype.size_in_bytes(),
+            "{dtype}: the weight was not packed"
+        );
+        let (got, got_dec) = (logits(&model, be.as_ref(), &full), decode(&model));
+        assert!(max_rel(&got, &want) <= 1e-5, "{dtype}: forward");
+        assert!(max_rel(&got_dec, &want_dec) <= 1e-5, "{dtype}: decode");
+        // Casting a packed model gives plain weights that still compute the same.
+        model.cast_block_weights(be.as_ref(), DType::F32).unwrap();
+        let back = logits(&model, be.as_ref(), &full);
+        assert!(back.iter().all(|x| x.is_finite()));
+    }
+}
+
+#[test]
 fn loss_counts_text_and_action_targets() {
     let c = common::config();
     let be = common::backend(2);

@@ -17,6 +17,8 @@ pub fn run(be: &Arc<dyn Backend>, args: &ActArgs, weights: DType) -> Result<()> 
     let window: WindowPolicy = args.window.parse()?;
     let mut model = checkpoint::load(&args.checkpoint, be)?;
     model.cast_block_weights(be, weights)?;
+    // Acting multiplies by few rows at a time: lay the weights out for that once.
+    model.pack_block_weights(be)?;
     let file = EpisodeFile::open(&args.episode)?;
     let builder = file.builder(model.config(), &args.text_tokenizer)?;
     let mut steps = file.timesteps(args.episode_index)?;

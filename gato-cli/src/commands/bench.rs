@@ -224,9 +224,11 @@ pub fn run(
     }
     eprintln!("[4/6] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
     model.cast_block_weights(be, DType::F32)?;
+    model.pack_block_weights(be)?;
     let acting_f32 = act(&model, be, act_steps)?;
     eprintln!("[5/6] acting with bf16 weights ...");
     model.cast_block_weights(be, DType::BF16)?;
+    model.pack_block_weights(be)?;
     let acting_bf16 = act(&model, be, act_steps)?;
     // A full window: every step overflows it. Rebuild recomputes the kept window; slide moves the cache.
     let full = (c.token_sequence_length / STEP) * STEP;

@@ -43,6 +43,7 @@ pub fn run(
     let t = Instant::now();
     let mut model = GatoTransformer::init(be, &config, 0)?;
     model.cast_block_weights(be, weights)?;
+    model.pack_block_weights(be)?;
     let n = count_parameters(&config)?.total;
     s += &format!(
         "model: {} blocks, width {}, {} parameters ({}), initialised from seed 0 in {:.2} s\n\n",

@@ -13,6 +13,7 @@ mod layout;
 mod math;
 mod matmul;
 mod norm;
+mod packed;
 mod peak;
 mod small_m;
 mod storage;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
 
+pub use packed::CpuPackedWeight;
 pub use peak::{measure_fma_peak, measure_read_bandwidth, Ceiling};
 pub use storage::{CpuStorage, CPU_BACKEND_NAME};
 
@@ -106,8 +108,13 @@ impl CpuBackend {
         self.threads
     }
 
+    /// The tensor's CPU storage; for a [`CpuPackedWeight`], its original's (every op but a product of several rows
+    /// reads the original layout).
     fn storage<'a>(&self, op: &'static str, t: &'a Tensor) -> Result<&'a CpuStorage> {
-        t.storage_as::<CpuStorage>(op, CPU_BACKEND_NAME)
+        match t.storage().as_any().downcast_ref::<CpuPackedWeight>() {
+            Some(p) => p.original().storage_as::<CpuStorage>(op, CPU_BACKEND_NAME),
+            None => t.storage_as::<CpuStorage>(op, CPU_BACKEND_NAME),
+        }
     }
 
     fn f32s<'a>(&self, op: &'static str, name: &str, t: &'a Tensor) -> Result<&'a [f32]> {
@@ -164,6 +171,28 @@ impl CpuBackend {
         let d = ops::linear_dims(x.shape(), w.shape(), bias.map(|b| b.shape()))?;
         let (xv, wv) = (self.f32s(OP, "x", x)?, self.weights(OP, w)?);
         let bv = bias.map(|b| self.f32s(OP, "bias", b)).transpose()?;
+        let rows = d.batch * d.m;
+        if let Some(p) = w.storage().as_any().downcast_ref::<CpuPackedWeight>() {
+            // One row streams the original (a matrix-vector product reads it front to back already).
+            if rows > 1 && p.dims() == (d.k, d.n) {
+                let out = self.run(|| {
+                    let mut out = vec![0.0f32; rows * d.n];
+                    small_m::matmul_packed(
+                        &mut out,
+                        xv,
+                        p.view(),
+                        rows,
+                        d.k,
+                        d.n,
+                        spec.alpha,
+                        bv,
+                        act,
+                    );
+                    out
+                });
+                return wrap_f32(OP, d.out, out);
+            }
+        }
         let out = self.run(|| matmul::matmul(xv, wv, &d, &spec, self.threads, bv, act));
         wrap_f32(OP, d.out, out)
     }
@@ -311,6 +340,35 @@ impl Backend for CpuBackend {
 
     fn linear(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         self.linear_op(x, w, bias, None)
+    }
+
+    fn pack_weight(&self, w: &Tensor) -> Result<Option<Tensor>> {
+        const OP: &str = "pack_weight";
+        let storage = self.storage(OP, w)?;
+        let &[k, n] = w.dims() else {
+            return Err(Error::shape(
+                OP,
+                format!("`w` must be [K, N], got {}", w.shape()),
+            ));
+        };
+        if w.dtype() == DType::U32 {
+            return Err(Error::DType {
+                op: OP,
+                detail: "`w` has dtype u32, expected f32, f16 or bf16".into(),
+            });
+        }
+        let original = match w.storage().as_any().downcast_ref::<CpuPackedWeight>() {
+            Some(p) => p.original().clone(),
+            None => w.clone(),
+        };
+        let packed = self
+            .run(|| CpuPackedWeight::new(original, storage, k, n))
+            .ok_or_else(|| internal(OP, "non-contiguous storage"))?;
+        Ok(Some(Tensor::from_storage(
+            w.shape().clone(),
+            w.dtype(),
+            Arc::new(packed),
+        )))
     }
 
     fn linear_act(

@@ -94,19 +94,20 @@ impl Weights<'_> {
         let _ = (start, len);
     }
 
-    /// Start, row stride (bytes) and cache lines per row of the `PANEL` columns from `c0` (clamped to `n`).
-    fn panel_lines(&self, c0: usize, n: usize) -> (*const u8, usize, usize) {
+    /// The `PANEL` columns from `c0` (clamped to `n`): one cache line per row per strip-sized step.
+    fn panel_lines(&self, c0: usize, n: usize) -> NextPanel {
         let (ptr, elem) = match self {
             Weights::F32(w) => (w.as_ptr().cast::<u8>(), 4),
             Weights::F16(w) => (w.as_ptr().cast::<u8>(), 2),
             Weights::BF16(w) => (w.as_ptr().cast::<u8>(), 2),
         };
         let width = PANEL.min(n.saturating_sub(c0));
-        (
-            ptr.wrapping_add(c0 * elem),
-            n * elem,
-            (width * elem).div_ceil(64),
-        )
+        NextPanel {
+            base: ptr.wrapping_add(c0 * elem),
+            step: 64,
+            stride: n * elem,
+            count: (width * elem).div_ceil(64),
+        }
     }
 
     /// `dst[j] = w[start + j]` widened to f32.
@@ -288,8 +289,7 @@ fn packed(out: &mut [f32], p: &Product<'_>) {
     let per = panels.div_ceil(groups);
     (0..groups).into_par_iter().for_each(|g| {
         // The packed panel starts on a cache line: every 16-float strip row is then one whole line, and no
-        // vector load or store of the kernels splits across two (measured: M = 40 at 145 → 190 GFLOP/s with
-        // AVX-512, whose 64-byte accesses all split at malloc's 16-byte alignment).
+        // 64-byte vector load or store of the kernels splits across two.
         let mut store = Vec::<f32>::new();
         let mut wide = [0.0f32; PANEL];
         for p in g * per..((g + 1) * per).min(panels) {
@@ -310,15 +310,8 @@ fn packed(out: &mut [f32], p: &Product<'_>) {
             let next = (p + 1 < ((g + 1) * per).min(panels)).then(|| w.panel_lines(c0 + PANEL, n));
             // SAFETY: this task alone writes columns [c0, c0 + width) of `out` (M × N).
             unsafe { panel_product(out_ptr.get(), x, buf, m, k, n, c0, width, alpha, bias, next) };
-            if let Some(op) = act {
-                for r in 0..m {
-                    // SAFETY: row r's columns [c0, c0 + width) lie inside `out` (M × N) and belong to this task.
-                    let row = unsafe {
-                        std::slice::from_raw_parts_mut(out_ptr.get().add(r * n + c0), width)
-                    };
-                    unary_slice(op, row);
-                }
-            }
+            // SAFETY: as above.
+            unsafe { panel_activation(out_ptr.get(), m, n, c0, width, act) };
         }
     });
 }
@@ -373,6 +366,158 @@ fn pack_panel(
     }
 }
 
+/// Apply `act` to columns `[c0, c0 + width)` of every row of `out` (`m × n`), while they are in cache.
+///
+/// # Safety
+/// `out` points to `m·n` f32, and no other thread touches these columns.
+unsafe fn panel_activation(
+    out: *mut f32,
+    m: usize,
+    n: usize,
+    c0: usize,
+    width: usize,
+    act: Option<UnaryOp>,
+) {
+    if let Some(op) = act {
+        for r in 0..m {
+            // SAFETY: row r's columns [c0, c0 + width) lie inside `out` (m × n), per the caller.
+            let row = std::slice::from_raw_parts_mut(out.add(r * n + c0), width);
+            unary_slice(op, row);
+        }
+    }
+}
+
+/// A weight `[K, N]` laid out ahead of time in the strips that [`matmul`] would pack on every call: strip `s`
+/// (columns `[16s, 16s + 16)`, zero beyond `N`) is `[K, 16]` row-major at `s·K·16`, so the 64-column panel `p`
+/// is the contiguous run of strips `4p ..`. f32 strips start on a cache line; f16/bf16 strips are widened per
+/// panel, a sequential pass the hardware prefetchers follow.
+#[derive(Clone, Copy)]
+pub(crate) enum PackedView<'a> {
+    /// f32 strips, 64-byte aligned.
+    F32(&'a [f32]),
+    /// f16 strips.
+    F16(&'a [f16]),
+    /// bf16 strips.
+    BF16(&'a [bf16]),
+}
+
+/// Number of 16-column strips of an `n`-column weight.
+pub(crate) fn strip_count(n: usize) -> usize {
+    n.div_ceil(STRIP)
+}
+
+/// Lay `w` (`[K, N]`) out as [`PackedView`] strips, widened to f32 (the caller narrows them back for f16/bf16,
+/// exactly). The result has `strip_count(n)·k·16` values from index `skew`, which is 64-byte aligned.
+pub(crate) fn pack_strips(w: Weights<'_>, k: usize, n: usize) -> (Vec<f32>, usize) {
+    let len = strip_count(n) * k * STRIP;
+    let mut store = vec![0.0f32; len + LINE_FLOATS];
+    let skew = store.as_ptr().align_offset(64).min(LINE_FLOATS);
+    let mut wide = [0.0f32; PANEL];
+    let per_panel = PANEL / STRIP * k * STRIP;
+    for (p, buf) in store[skew..skew + len].chunks_mut(per_panel).enumerate() {
+        let c0 = p * PANEL;
+        pack_panel(w, k, n, c0, PANEL.min(n - c0), buf, &mut wide);
+    }
+    (store, skew)
+}
+
+/// [`matmul`] with `W` already in strips: no packing pass, each panel read front to back. Any `M`; rows go in
+/// chunks of at most [`MAX_ROWS`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_packed(
+    out: &mut [f32],
+    x: &[f32],
+    w: PackedView<'_>,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    bias: Option<&[f32]>,
+    act: Option<UnaryOp>,
+) {
+    debug_assert_eq!(out.len(), m * n);
+    debug_assert_eq!(x.len(), m * k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    for r0 in (0..m).step_by(MAX_ROWS) {
+        let rows = MAX_ROWS.min(m - r0);
+        packed_rows(
+            &mut out[r0 * n..(r0 + rows) * n],
+            &x[r0 * k..(r0 + rows) * k],
+            w,
+            rows,
+            k,
+            n,
+            alpha,
+            bias,
+            act,
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn packed_rows(
+    out: &mut [f32],
+    x: &[f32],
+    w: PackedView<'_>,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    bias: Option<&[f32]>,
+    act: Option<UnaryOp>,
+) {
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let panels = n.div_ceil(PANEL);
+    let groups = rayon::current_num_threads().clamp(1, panels);
+    let per = panels.div_ceil(groups);
+    (0..groups).into_par_iter().for_each(|g| {
+        let mut store = Vec::<f32>::new();
+        for p in g * per..((g + 1) * per).min(panels) {
+            let c0 = p * PANEL;
+            let width = PANEL.min(n - c0);
+            let range = c0 * k..(c0 + width.div_ceil(STRIP) * STRIP) * k;
+            let buf: &[f32] = match w {
+                PackedView::F32(d) => &d[range],
+                PackedView::F16(d) => widen_aligned(&mut store, Weights::F16(d), range),
+                PackedView::BF16(d) => widen_aligned(&mut store, Weights::BF16(d), range),
+            };
+            // The next panel of this run, fetched during this one's FMAs.
+            let next = (p + 1 < ((g + 1) * per).min(panels)).then(|| {
+                let c1 = c0 + PANEL;
+                let (base, elem) = match w {
+                    PackedView::F32(d) => (d.as_ptr().cast::<u8>(), 4),
+                    PackedView::F16(d) => (d.as_ptr().cast::<u8>(), 2),
+                    PackedView::BF16(d) => (d.as_ptr().cast::<u8>(), 2),
+                };
+                NextPanel::strips(base, c1, PANEL.min(n - c1), k, elem)
+            });
+            // SAFETY: this task alone writes columns [c0, c0 + width) of `out` (M × N).
+            unsafe {
+                panel_product(out_ptr.get(), x, buf, m, k, n, c0, width, alpha, bias, next);
+                panel_activation(out_ptr.get(), m, n, c0, width, act);
+            }
+        }
+    });
+}
+
+/// `w[range]` widened into `store`, starting on a cache line.
+fn widen_aligned<'s>(
+    store: &'s mut Vec<f32>,
+    w: Weights<'_>,
+    range: std::ops::Range<usize>,
+) -> &'s [f32] {
+    let len = range.len();
+    if store.len() < len + LINE_FLOATS {
+        store.resize(len + LINE_FLOATS, 0.0);
+    }
+    let skew = store.as_ptr().align_offset(64).min(LINE_FLOATS);
+    let buf = &mut store[skew..skew + len];
+    w.widen_into(range.start, buf);
+    buf
+}
+
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
 
@@ -387,6 +532,36 @@ impl SendPtr {
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+/// Where the next panel lies: the tile computing strip `s` prefetches `base + s·step + kk·stride` for its `kk`
+/// (row-major weight: line `s` of each row; laid-out strips: strip `s`, row by row).
+#[derive(Clone, Copy)]
+struct NextPanel {
+    base: *const u8,
+    step: usize,
+    stride: usize,
+    count: usize,
+}
+
+impl NextPanel {
+    /// Strips `[c0, c0 + width)` of laid-out strips of `elem`-byte values, `k` rows each.
+    fn strips(base: *const u8, c0: usize, width: usize, k: usize, elem: usize) -> Self {
+        NextPanel {
+            base: base.wrapping_add(c0 * k * elem),
+            step: k * STRIP * elem,
+            stride: STRIP * elem,
+            count: width.div_ceil(STRIP),
+        }
+    }
+
+    fn strip(&self, s: usize) -> Option<Prefetch> {
+        (s < self.count).then(|| Prefetch {
+            // SAFETY (of the later reads): prefetches are hints and never fault.
+            line: self.base.wrapping_add(s * self.step),
+            stride: self.stride,
+        })
+    }
+}
+
 /// One cache line per row of a weight panel to fetch while a strip is computed: `line + kk·stride` for each `kk`.
 #[derive(Clone, Copy)]
 struct Prefetch {
@@ -395,8 +570,8 @@ struct Prefetch {
 }
 
 /// Every row of the product for the panel of columns `[c0, c0 + width)`, from its packed strips (`buf`, strip `s`
-/// at `s·k·16`, each `[K, 16]`, zero beyond `width`). `next` (start, row stride, lines per row) is the next panel
-/// to prefetch while this one computes: strip `s` fetches line `s` of each of its rows.
+/// at `s·k·16`, each `[K, 16]`, zero beyond `width`). `next` is the next panel's memory, to prefetch while this
+/// one computes.
 ///
 /// # Safety
 /// `out` points to `m·n` f32, and no other thread writes these columns.
@@ -412,18 +587,10 @@ unsafe fn panel_product(
     width: usize,
     alpha: f32,
     bias: Option<&[f32]>,
-    next: Option<(*const u8, usize, usize)>,
+    next: Option<NextPanel>,
 ) {
     let strips = width.div_ceil(STRIP);
-    let prefetch = |s: usize| {
-        next.and_then(|(base, stride, lines)| {
-            (s < lines).then(|| Prefetch {
-                // SAFETY (of the later reads): prefetches are hints and never fault.
-                line: base.wrapping_add(s * 64),
-                stride,
-            })
-        })
-    };
+    let prefetch = |s: usize| next.and_then(|p| p.strip(s));
     let mut s = 0;
     while s < strips {
         let cols = STRIP.min(width - s * STRIP);
@@ -854,6 +1021,7 @@ mod tests {
             (200, 48, 80),
             (40, 96, 208),
             (23, 31, 96),
+            (300, 20, 70),
         ] {
             let x = vals(m * k, 1);
             let w32 = vals(k * n, 2);
@@ -884,6 +1052,26 @@ mod tests {
                 ] {
                     let mut out = vec![f32::NAN; m * n];
                     matmul(&mut out, &x, w, m, k, n, alpha, b, act);
+                    // The same product from strips laid out ahead of time (f16/bf16 kept narrow).
+                    let (strips, skew) = pack_strips(w, k, n);
+                    let len = strip_count(n) * k * STRIP;
+                    let strips = &strips[skew..skew + len];
+                    let narrow16: Vec<f16> = strips.iter().map(|&v| f16::from_f32(v)).collect();
+                    let narrowb: Vec<bf16> = strips.iter().map(|&v| bf16::from_f32(v)).collect();
+                    let view = match w {
+                        Weights::F32(_) => PackedView::F32(strips),
+                        Weights::F16(_) => PackedView::F16(&narrow16),
+                        Weights::BF16(_) => PackedView::BF16(&narrowb),
+                    };
+                    let mut from_strips = vec![f32::NAN; m * n];
+                    matmul_packed(&mut from_strips, &x, view, m, k, n, alpha, b, act);
+                    if STREAM_ROWS < m && m <= MAX_ROWS {
+                        // Same tiles, same order: the same bits (one row streams instead).
+                        assert_eq!(
+                            out, from_strips,
+                            "{kernels}, {name} m={m} k={k} n={n}: packed"
+                        );
+                    }
                     let mut want = reference(&x, &wide, m, k, n, alpha, b);
                     if act.is_some() {
                         // x·Φ(x), Φ from f64 erfc.
@@ -892,7 +1080,8 @@ mod tests {
                     }
                     let err = out
                         .iter()
-                        .zip(&want)
+                        .chain(&from_strips)
+                        .zip(want.iter().chain(&want))
                         .map(|(&g, &r)| (g as f64 - r).abs())
                         .fold(0.0, f64::max);
                     assert!(

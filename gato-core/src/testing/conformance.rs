@@ -353,6 +353,68 @@ pub fn linear_half_weights(b: &dyn Backend) -> Result<(), String> {
     )
 }
 
+/// A weight laid out by [`Backend::pack_weight`] (where the backend has a layout of its own) behaves as the
+/// original: same shape, dtype and values, `linear`/`linear_act` against the reference for one and many rows
+/// (more than 256 too), and other ops (cast, download, packing again) accept it.
+pub fn pack_weight(b: &dyn Backend) -> Result<(), String> {
+    run(
+        (
+            prop_oneof![Just(1usize), 2usize..60, Just(300usize)],
+            1usize..50,
+            1usize..150,
+            prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::F16)],
+            any::<u64>(),
+        ),
+        |(rows, din, dout, dtype, seed)| {
+            if !b.supports_dtype(dtype) {
+                return Ok(());
+            }
+            let case = LinearCase::new(rows, din, dout, seed);
+            let (xt, wt, bt) = case.upload(b)?;
+            let w = ok("cast", b.cast(&wt, dtype))?;
+            let Some(packed) = ok("pack_weight", b.pack_weight(&w))? else {
+                return Ok(());
+            };
+            let what = format!("packed {dtype} [{din}, {dout}], {rows} rows");
+            prop_assert_eq!(packed.dims(), w.dims(), "{}", what);
+            prop_assert_eq!(packed.dtype(), w.dtype(), "{}", what);
+            let w_wide = ok("download", b.download(&w))?.to_f64_vec();
+            prop_assert_eq!(
+                &ok("download", b.download(&packed))?.to_f64_vec(),
+                &w_wide,
+                "{}: values",
+                what
+            );
+            let tol = if dtype == DType::F32 { TOL } else { 1e-2 } * (1.0 + din as f64).sqrt();
+            let (want, wd) = case.reference(&w_wide, true);
+            let got = ok("linear", b.linear(&xt, &packed, Some(&bt)))?;
+            close(b, &format!("linear, {what}"), &got, &want, &wd, tol)?;
+            let got = ok(
+                "linear_act",
+                b.linear_act(&xt, &packed, Some(&bt), UnaryOp::Gelu),
+            )?;
+            close(
+                b,
+                &format!("linear_act, {what}"),
+                &got,
+                &r::unary(UnaryOp::Gelu, &want),
+                &wd,
+                tol,
+            )?;
+            let again = ok("pack_weight", b.pack_weight(&packed))?;
+            prop_assert!(again.is_some(), "{}: packing a packed weight", what);
+            let cast = ok("cast", b.cast(&packed, DType::F32))?;
+            prop_assert_eq!(
+                &ok("download", b.download(&cast))?.to_f64_vec(),
+                &w_wide,
+                "{}: cast",
+                what
+            );
+            Ok(())
+        },
+    )
+}
+
 fn dims_strategy() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(1usize..9, 1..4)
 }
