@@ -478,11 +478,6 @@ fn packed_rows(
             let c0 = p * PANEL;
             let width = PANEL.min(n - c0);
             let range = c0 * k..(c0 + width.div_ceil(STRIP) * STRIP) * k;
-            let buf: &[f32] = match w {
-                PackedView::F32(d) => &d[range],
-                PackedView::F16(d) => widen_aligned(&mut store, Weights::F16(d), range),
-                PackedView::BF16(d) => widen_aligned(&mut store, Weights::BF16(d), range),
-            };
             // The next panel of this run, fetched during this one's FMAs.
             let next = (p + 1 < ((g + 1) * per).min(panels)).then(|| {
                 let c1 = c0 + PANEL;
@@ -493,6 +488,55 @@ fn packed_rows(
                 };
                 NextPanel::strips(base, c1, PANEL.min(n - c1), k, elem)
             });
+            #[cfg(target_arch = "x86_64")]
+            if x86::avx512() && width.is_multiple_of(STRIP) {
+                let direct = match w {
+                    PackedView::F32(_) => false,
+                    // SAFETY: as below; the strips of this panel are `range`.
+                    PackedView::F16(d) => unsafe {
+                        x86::panel512(
+                            out_ptr.get(),
+                            x,
+                            &d[range.clone()],
+                            m,
+                            k,
+                            n,
+                            c0,
+                            width,
+                            alpha,
+                            bias,
+                            next,
+                        );
+                        true
+                    },
+                    PackedView::BF16(d) => unsafe {
+                        x86::panel512(
+                            out_ptr.get(),
+                            x,
+                            &d[range.clone()],
+                            m,
+                            k,
+                            n,
+                            c0,
+                            width,
+                            alpha,
+                            bias,
+                            next,
+                        );
+                        true
+                    },
+                };
+                if direct {
+                    // SAFETY: as below.
+                    unsafe { panel_activation(out_ptr.get(), m, n, c0, width, act) };
+                    continue;
+                }
+            }
+            let buf: &[f32] = match w {
+                PackedView::F32(d) => &d[range],
+                PackedView::F16(d) => widen_aligned(&mut store, Weights::F16(d), range),
+                PackedView::BF16(d) => widen_aligned(&mut store, Weights::BF16(d), range),
+            };
             // SAFETY: this task alone writes columns [c0, c0 + width) of `out` (M × N).
             unsafe {
                 panel_product(out_ptr.get(), x, buf, m, k, n, c0, width, alpha, bias, next);
@@ -635,7 +679,7 @@ unsafe fn panel_product(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Prefetch, Weights, PREFETCH_ROWS, STRIP};
+    use super::{NextPanel, Prefetch, Weights, PREFETCH_ROWS, STRIP};
 
     /// Whether the AVX2+FMA tile can run here.
     pub(super) fn available() -> bool {
@@ -812,6 +856,81 @@ mod x86 {
         }
     }
 
+    /// A strip element the AVX-512 tile widens to f32 as it loads 16 of them.
+    pub(super) trait Lane: Copy {
+        /// 16 values from `p` as f32.
+        ///
+        /// # Safety
+        /// `p` points to 16 readable values; AVX-512F is available.
+        unsafe fn load16(p: *const Self) -> __m512;
+    }
+
+    impl Lane for f32 {
+        #[inline(always)]
+        unsafe fn load16(p: *const Self) -> __m512 {
+            _mm512_loadu_ps(p)
+        }
+    }
+
+    impl Lane for half::bf16 {
+        /// bf16 → f32 is a 16-bit shift (exact).
+        #[inline(always)]
+        unsafe fn load16(p: *const Self) -> __m512 {
+            let h = _mm256_loadu_si256(p.cast());
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        }
+    }
+
+    impl Lane for half::f16 {
+        #[inline(always)]
+        unsafe fn load16(p: *const Self) -> __m512 {
+            _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
+        }
+    }
+
+    /// Every row of the product for the panel of full strips at `c0` (`width` a multiple of 16), reading
+    /// laid-out f16/bf16 strips directly (widened in registers, no pass over memory first).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn panel512<T: Lane>(
+        out: *mut f32,
+        x: &[f32],
+        strips: &[T],
+        m: usize,
+        k: usize,
+        n: usize,
+        c0: usize,
+        width: usize,
+        alpha: f32,
+        bias: Option<&[f32]>,
+        next: Option<NextPanel>,
+    ) {
+        let count = width / STRIP;
+        let mut s = 0;
+        while s < count {
+            let pair = s + 1 < count;
+            let pf = [
+                next.and_then(|p| p.strip(s)),
+                next.and_then(|p| if pair { p.strip(s + 1) } else { None }),
+            ];
+            let col = c0 + s * STRIP;
+            strips512(
+                out,
+                x,
+                &strips[s * k * STRIP..],
+                m,
+                k,
+                n,
+                col,
+                alpha,
+                bias,
+                pf,
+                pair,
+            );
+            s += if pair { 2 } else { 1 };
+        }
+    }
+
     /// Set by tests to run the AVX2 kernels on an AVX-512 machine (results are the same either way).
     #[cfg(test)]
     pub(super) static FORCE_AVX2: std::sync::atomic::AtomicBool =
@@ -836,10 +955,10 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile512<const MR: usize, const NV: usize>(
+    unsafe fn tile512<T: Lane, const MR: usize, const NV: usize>(
         out: *mut f32,
         x: *const f32,
-        strip: *const f32,
+        strip: *const T,
         k: usize,
         n: usize,
         r0: usize,
@@ -863,7 +982,7 @@ mod x86 {
             due -= 1;
             let mut w = [_mm512_setzero_ps(); NV];
             for (v, wv) in w.iter_mut().enumerate() {
-                *wv = _mm512_loadu_ps(strip.add(v * k * STRIP + kk * STRIP));
+                *wv = T::load16(strip.add(v * k * STRIP + kk * STRIP));
             }
             for (r, a) in acc.iter_mut().enumerate() {
                 let xv = _mm512_set1_ps(*xr.add(r * k + kk));
@@ -889,10 +1008,10 @@ mod x86 {
     /// blocks of near-equal height ≤ 12 (M = 40: four blocks of 10, not three of 12 and a latency-bound 4).
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn strips512(
+    pub(super) unsafe fn strips512<T: Lane>(
         out: *mut f32,
         x: &[f32],
-        strip: &[f32],
+        strip: &[T],
         m: usize,
         k: usize,
         n: usize,
@@ -914,8 +1033,8 @@ mod x86 {
                 ($($mr:literal)*) => {
                     match (rows, pair) {
                         $(
-                            ($mr, true) => tile512::<$mr, 2>(out, xp, sp, k, n, r, col, alpha, bias, p, b, blocks),
-                            ($mr, false) => tile512::<$mr, 1>(out, xp, sp, k, n, r, col, alpha, bias, p, b, blocks),
+                            ($mr, true) => tile512::<T, $mr, 2>(out, xp, sp, k, n, r, col, alpha, bias, p, b, blocks),
+                            ($mr, false) => tile512::<T, $mr, 1>(out, xp, sp, k, n, r, col, alpha, bias, p, b, blocks),
                         )*
                         _ => unreachable!("row blocks hold 1 to 12 rows"),
                     }
