@@ -573,6 +573,17 @@ fn bench_reports_its_flop_count_ceilings_and_both_weight_dtypes() {
         .map(|a| a["weights"].as_str().unwrap())
         .collect();
     assert_eq!(dtypes, ["f32", "bf16"]);
+    assert_eq!(
+        v["acting_weights_laid_out"], true,
+        "the CPU backend lays weights out"
+    );
+    let full = &v["full_window"];
+    for key in ["rebuild_step_ms", "slide_step_ms"] {
+        assert!(
+            full[key].as_f64().unwrap() > 0.0,
+            "full_window.{key}: {full}"
+        );
+    }
     for a in acting {
         assert!(a["step_ms"].as_f64().unwrap() >= a["observation_ms"].as_f64().unwrap());
         assert!(a["token_bytes"].as_f64().unwrap() > 0.0);

@@ -43,12 +43,15 @@ impl Linear {
     }
 
     /// Lay the weight out for products with few rows where the backend has such a layout
-    /// ([`Backend::pack_weight`]); values and results stay the same.
-    pub fn pack_weight(&mut self, backend: &dyn Backend) -> Result<()> {
-        if let Some(p) = backend.pack_weight(&self.weight)? {
-            self.weight = p;
+    /// ([`Backend::pack_weight`]); values and results stay the same. Returns whether the backend had one.
+    pub fn pack_weight(&mut self, backend: &dyn Backend) -> Result<bool> {
+        match backend.pack_weight(&self.weight)? {
+            Some(p) => {
+                self.weight = p;
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        Ok(())
     }
 
     /// Named parameters.

@@ -130,12 +130,14 @@ impl GatoTransformer {
     /// [`Backend::pack_weight`]): on the CPU, an observation's products skip their per-call packing pass
     /// (`small`, bf16: ~45 → ~35 ms per observation on 2 cores) at the cost of holding those weights twice. Values
     /// and logits stay the same (to f32 rounding order). Call it after [`Self::cast_block_weights`], which
-    /// returns plain tensors; a backend without such a layout leaves the weights as they are.
-    pub fn pack_block_weights(&mut self, be: &dyn Backend) -> Result<()> {
+    /// returns plain tensors; a backend without such a layout leaves the weights as they are. Returns whether
+    /// the weights were laid out.
+    pub fn pack_block_weights(&mut self, be: &dyn Backend) -> Result<bool> {
+        let mut packed = false;
         for l in self.block_linears_mut() {
-            l.pack_weight(be)?;
+            packed |= l.pack_weight(be)?;
         }
-        Ok(())
+        Ok(packed)
     }
 
     /// Every matrix map of the decoder blocks (attention Q, K, V, O; feed-forward in and out).

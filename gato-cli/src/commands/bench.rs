@@ -224,7 +224,7 @@ pub fn run(
     }
     eprintln!("[4/6] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
     model.cast_block_weights(be, DType::F32)?;
-    model.pack_block_weights(be)?;
+    let packed = model.pack_block_weights(be)?;
     let acting_f32 = act(&model, be, act_steps)?;
     eprintln!("[5/6] acting with bf16 weights ...");
     model.cast_block_weights(be, DType::BF16)?;
@@ -254,7 +254,7 @@ pub fn run(
             "gemm_ceiling_gflops": gemm.gflops, "ratio_to_gemm_ceiling": gflops / gemm.gflops,
             "fma_peak_gflops": fma, "ratio_to_fma_peak": fma.map(|f| gflops / f),
             "read_bandwidth_gbs": bw,
-            "prompt_tokens": prompt,
+            "prompt_tokens": prompt, "acting_weights_laid_out": packed,
             "acting": [acting_json(&acting_f32), acting_json(&acting_bf16)],
             "full_window": {"prompt_tokens": full, "weights": "bf16",
                 "rebuild_step_ms": full_rebuild.step_ms, "slide_step_ms": full_slide.step_ms},
@@ -282,7 +282,10 @@ pub fn run(
             100.0 * gflops / gemm.gflops,
             fma.map_or(String::new(), |f| format!(", {:.0}% of the FMA peak", 100.0 * gflops / f)),
         );
-        s += &format!("acting ({prompt} prompt tokens cached; step = last action token + 39 obs + | pushed together, then 4 action tokens):\n");
+        s += &format!(
+            "acting ({prompt} prompt tokens cached; step = last action token + 39 obs + | pushed together, then 4 action tokens{}):\n",
+            if packed { "; weights laid out for few-row products" } else { "" }
+        );
         for a in [&acting_f32, &acting_bf16] {
             s += &format!(
                 "  {:>4} weights: step {:.1} ms (observation {:.1} ms, one action token {:.2} ms",
