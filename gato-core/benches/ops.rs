@@ -2,8 +2,9 @@
 //!
 //! The GEMM shape is the `small` preset's first FF matrix on 1024 tokens, (1024×768)·(768×3072): 4.83 GFLOP. The
 //! acting shapes run the same matrix on 1 row (a decoded token: bytes of weights read) and 40 rows (an observation:
-//! FLOP), with f32 and bf16 weights; 24 distinct matrices (72 MB in f32) cycle so the weights come from memory, as
-//! in a real decode, not from the last-level cache.
+//! FLOP), with f32 and bf16 weights, and bf16 weights laid out by `Backend::pack_weight` as acting holds them; 24
+//! distinct matrices (72 MB in f32) cycle so the weights come from memory, as in a real decode, not from the
+//! last-level cache.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gato_core::cpu::CpuBackend;
@@ -67,14 +68,20 @@ fn bench(c: &mut Criterion) {
             let w = be
                 .upload(HostSlice::F32(&data(k * n + i)[i..]), &Shape::from([k, n]))
                 .unwrap();
-            (w.clone(), be.cast(&w, gato_core::DType::BF16).unwrap())
+            let w16 = be.cast(&w, gato_core::DType::BF16).unwrap();
+            let laid_out = be
+                .pack_weight(&w16)
+                .unwrap()
+                .expect("the CPU backend lays weights out");
+            (w, w16, laid_out)
         })
         .collect();
     for rows in [1usize, 40] {
         let x = be
             .upload(HostSlice::F32(&data(rows * k)), &Shape::from([rows, k]))
             .unwrap();
-        for (name, bf16) in [("f32", false), ("bf16", true)] {
+        for (name, which) in [("f32", 0), ("bf16", 1), ("bf16 laid out", 2)] {
+            let bf16 = which > 0;
             let mut i = 0;
             let weight_bytes = k * n * if bf16 { 2 } else { 4 };
             if rows == 1 {
@@ -91,9 +98,10 @@ fn bench(c: &mut Criterion) {
                 format!("linear {rows}x768 · {name} 768x3072 ({unit})"),
                 |bch| {
                     bch.iter(|| {
-                        let (w32, w16) = &ws[i % ws.len()];
+                        let (w32, w16, laid_out) = &ws[i % ws.len()];
                         i += 1;
-                        be.linear(&x, if bf16 { w16 } else { w32 }, None).unwrap()
+                        let w = [w32, w16, laid_out][which];
+                        be.linear(&x, w, None).unwrap()
                     })
                 },
             );
