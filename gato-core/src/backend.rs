@@ -10,6 +10,8 @@
 //! - convenience and fused ops ([`Backend::linear`]) have default implementations in terms of the primitives, so a
 //!   new backend only implements the primitives and optimises what it likes; future backward ops will be added the
 //!   same way, as defaulted methods returning [`Error::Unsupported`] until a backend implements them;
+//! - a backend may hold a tensor in a layout of its own ([`Backend::pack_weight`]: weights laid out for the
+//!   few-row products of acting); such a tensor still has the same shape, dtype and values, and every op accepts it;
 //! - shapes are checked once, in [`crate::ops`], by functions every backend calls, so all backends accept and
 //!   reject exactly the same inputs with the same messages.
 //!
