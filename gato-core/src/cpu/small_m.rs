@@ -490,42 +490,47 @@ fn packed_rows(
             });
             #[cfg(target_arch = "x86_64")]
             if x86::avx512() && width.is_multiple_of(STRIP) {
-                let direct = match w {
-                    PackedView::F32(_) => false,
-                    // SAFETY: as below; the strips of this panel are `range`.
-                    PackedView::F16(d) => unsafe {
-                        x86::panel512(
-                            out_ptr.get(),
-                            x,
-                            &d[range.clone()],
-                            m,
-                            k,
-                            n,
-                            c0,
-                            width,
-                            alpha,
-                            bias,
-                            next,
-                        );
-                        true
-                    },
-                    PackedView::BF16(d) => unsafe {
-                        x86::panel512(
-                            out_ptr.get(),
-                            x,
-                            &d[range.clone()],
-                            m,
-                            k,
-                            n,
-                            c0,
-                            width,
-                            alpha,
-                            bias,
-                            next,
-                        );
-                        true
-                    },
+                // SAFETY: as below; the strips of this panel are `range`.
+                let direct = |d: PackedView<'_>| unsafe {
+                    match d {
+                        PackedView::F32(_) => false,
+                        PackedView::F16(d) => {
+                            let s = &d[range.clone()];
+                            x86::panel512(
+                                out_ptr.get(),
+                                x,
+                                s,
+                                m,
+                                k,
+                                n,
+                                c0,
+                                width,
+                                alpha,
+                                bias,
+                                next,
+                            );
+                            true
+                        }
+                        PackedView::BF16(d) => {
+                            let s = &d[range.clone()];
+                            x86::panel512(
+                                out_ptr.get(),
+                                x,
+                                s,
+                                m,
+                                k,
+                                n,
+                                c0,
+                                width,
+                                alpha,
+                                bias,
+                                next,
+                            );
+                            true
+                        }
+                    }
                 };
+                let direct = direct(w);
                 if direct {
                     // SAFETY: as below.
                     unsafe { panel_activation(out_ptr.get(), m, n, c0, width, act) };
@@ -767,92 +772,79 @@ mod x86 {
         }
     }
 
+    /// AVX-512 packing of `full` strips: one 16-lane load (widening) and store per strip row.
     #[target_feature(enable = "avx512f")]
     unsafe fn pack512(w: Weights<'_>, k: usize, n: usize, c0: usize, full: usize, buf: &mut [f32]) {
-        let dst = buf.as_mut_ptr();
-        match w {
-            Weights::F32(w) => {
-                let src = w.as_ptr().add(c0);
-                for kk in 0..k {
-                    prefetch_row(src.cast(), n * 4, full * STRIP * 4, kk, k);
-                    let row = src.add(kk * n);
-                    for s in 0..full {
-                        let v = _mm512_loadu_ps(row.add(s * STRIP));
-                        _mm512_storeu_ps(dst.add((s * k + kk) * STRIP), v);
-                    }
-                }
-            }
-            Weights::BF16(w) => {
-                let src = w.as_ptr().add(c0).cast::<u16>();
-                for kk in 0..k {
-                    prefetch_row(src.cast(), n * 2, full * STRIP * 2, kk, k);
-                    let row = src.add(kk * n);
-                    for s in 0..full {
-                        let h = _mm256_loadu_si256(row.add(s * STRIP).cast());
-                        let v = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h));
-                        _mm512_storeu_ps(dst.add((s * k + kk) * STRIP), _mm512_castsi512_ps(v));
-                    }
-                }
-            }
-            Weights::F16(w) => {
-                let src = w.as_ptr().add(c0).cast::<u16>();
-                for kk in 0..k {
-                    prefetch_row(src.cast(), n * 2, full * STRIP * 2, kk, k);
-                    let row = src.add(kk * n);
-                    for s in 0..full {
-                        let h = _mm256_loadu_si256(row.add(s * STRIP).cast());
-                        _mm512_storeu_ps(dst.add((s * k + kk) * STRIP), _mm512_cvtph_ps(h));
-                    }
+        #[target_feature(enable = "avx512f")]
+        unsafe fn go<T: Lane>(src: *const T, k: usize, n: usize, full: usize, dst: *mut f32) {
+            let elem = std::mem::size_of::<T>();
+            for kk in 0..k {
+                prefetch_row(src.cast(), n * elem, full * STRIP * elem, kk, k);
+                let row = src.add(kk * n);
+                for s in 0..full {
+                    _mm512_storeu_ps(dst.add((s * k + kk) * STRIP), T::load16(row.add(s * STRIP)));
                 }
             }
         }
+        let dst = buf.as_mut_ptr();
+        match w {
+            Weights::F32(w) => go(w.as_ptr().add(c0), k, n, full, dst),
+            Weights::F16(w) => go(w.as_ptr().add(c0), k, n, full, dst),
+            Weights::BF16(w) => go(w.as_ptr().add(c0), k, n, full, dst),
+        }
     }
 
+    /// A strip element the AVX2 packing widens to f32 as it loads 8 of them.
+    trait Lane8: Copy {
+        /// 8 values from `p` as f32.
+        ///
+        /// # Safety
+        /// `p` points to 8 readable values; AVX2 and F16C are available.
+        unsafe fn load8(p: *const Self) -> __m256;
+    }
+
+    impl Lane8 for f32 {
+        #[inline(always)]
+        unsafe fn load8(p: *const Self) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+    }
+
+    impl Lane8 for half::bf16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const Self) -> __m256 {
+            let x = _mm_loadu_si128(p.cast());
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(x)))
+        }
+    }
+
+    impl Lane8 for half::f16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const Self) -> __m256 {
+            _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+        }
+    }
+
+    /// AVX2 packing of `full` strips: two 8-lane loads (widening) and stores per strip row.
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn pack256(w: Weights<'_>, k: usize, n: usize, c0: usize, full: usize, buf: &mut [f32]) {
+        #[target_feature(enable = "avx2,f16c")]
+        unsafe fn go<T: Lane8>(src: *const T, k: usize, n: usize, full: usize, dst: *mut f32) {
+            let elem = std::mem::size_of::<T>();
+            for kk in 0..k {
+                prefetch_row(src.cast(), n * elem, full * STRIP * elem, kk, k);
+                let row = src.add(kk * n);
+                for h in 0..2 * full {
+                    let at = ((h / 2) * k + kk) * STRIP + (h % 2) * 8;
+                    _mm256_storeu_ps(dst.add(at), T::load8(row.add(h * 8)));
+                }
+            }
+        }
         let dst = buf.as_mut_ptr();
-        // Two 8-wide halves per 16-column strip.
         match w {
-            Weights::F32(w) => {
-                let src = w.as_ptr().add(c0);
-                for kk in 0..k {
-                    prefetch_row(src.cast(), n * 4, full * STRIP * 4, kk, k);
-                    let row = src.add(kk * n);
-                    for h in 0..2 * full {
-                        let v = _mm256_loadu_ps(row.add(h * 8));
-                        _mm256_storeu_ps(dst.add(((h / 2) * k + kk) * STRIP + (h % 2) * 8), v);
-                    }
-                }
-            }
-            Weights::BF16(w) => {
-                let src = w.as_ptr().add(c0).cast::<u16>();
-                for kk in 0..k {
-                    prefetch_row(src.cast(), n * 2, full * STRIP * 2, kk, k);
-                    let row = src.add(kk * n);
-                    for h in 0..2 * full {
-                        let x = _mm_loadu_si128(row.add(h * 8).cast());
-                        let v = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(x));
-                        _mm256_storeu_ps(
-                            dst.add(((h / 2) * k + kk) * STRIP + (h % 2) * 8),
-                            _mm256_castsi256_ps(v),
-                        );
-                    }
-                }
-            }
-            Weights::F16(w) => {
-                let src = w.as_ptr().add(c0).cast::<u16>();
-                for kk in 0..k {
-                    prefetch_row(src.cast(), n * 2, full * STRIP * 2, kk, k);
-                    let row = src.add(kk * n);
-                    for h in 0..2 * full {
-                        let x = _mm_loadu_si128(row.add(h * 8).cast());
-                        _mm256_storeu_ps(
-                            dst.add(((h / 2) * k + kk) * STRIP + (h % 2) * 8),
-                            _mm256_cvtph_ps(x),
-                        );
-                    }
-                }
-            }
+            Weights::F32(w) => go(w.as_ptr().add(c0), k, n, full, dst),
+            Weights::F16(w) => go(w.as_ptr().add(c0), k, n, full, dst),
+            Weights::BF16(w) => go(w.as_ptr().add(c0), k, n, full, dst),
         }
     }
 
