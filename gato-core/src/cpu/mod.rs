@@ -108,7 +108,7 @@ impl CpuBackend {
         self.threads
     }
 
-    /// The tensor's CPU storage; for a [`CpuPackedWeight`], its original's (every op but a product of several rows
+    /// The tensor's CPU storage; for a [`CpuPackedWeight`], its original's (every op but `linear`/`linear_act`
     /// reads the original layout).
     fn storage<'a>(&self, op: &'static str, t: &'a Tensor) -> Result<&'a CpuStorage> {
         match t.storage().as_any().downcast_ref::<CpuPackedWeight>() {
@@ -173,8 +173,7 @@ impl CpuBackend {
         let bv = bias.map(|b| self.f32s(OP, "bias", b)).transpose()?;
         let rows = d.batch * d.m;
         if let Some(p) = w.storage().as_any().downcast_ref::<CpuPackedWeight>() {
-            // One row streams the original (a matrix-vector product reads it front to back already).
-            if rows > 1 && p.dims() == (d.k, d.n) {
+            if p.dims() == (d.k, d.n) {
                 let out = self.run(|| {
                     let mut out = vec![0.0f32; rows * d.n];
                     small_m::matmul_packed(
