@@ -19,7 +19,8 @@
 //!
 //! Measured on a 2-core Zen 4 (AVX-512, FMA peak ≈ 215 GFLOP/s), M = 40 against a 768×3072 weight read from
 //! memory: 140–170 GFLOP/s (AVX2 tile and scalar packing before: 100–130); with the weight in the last-level
-//! cache 175–190. What is left is the packing pass waiting on memory.
+//! cache 175–190. What is left is the packing pass waiting on memory, which [`matmul_packed`] avoids: it takes
+//! strips laid out once ([`pack_strips`], `CpuPackedWeight`) for any M, one row included.
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
@@ -335,13 +336,10 @@ fn pack_panel(
     if full > 0 {
         // SAFETY: rows kk·n + c0 .. + full·16 lie inside `w` (checked by the caller's K·N length), and strips
         // 0..full lie inside `buf` (asserted above); the features are checked at run time.
-        let done = unsafe { x86::pack(w, k, n, c0, full, buf) };
-        if done {
-            if full == strips {
-                return;
-            }
-        } else {
-            full = 0;
+        if !unsafe { x86::pack(w, k, n, c0, full, buf) } {
+            full = 0; // no vector packing here: every strip goes through the loop below
+        } else if full == strips {
+            return;
         }
     }
     for kk in 0..k {
@@ -389,8 +387,8 @@ unsafe fn panel_activation(
 
 /// A weight `[K, N]` laid out ahead of time in the strips that [`matmul`] would pack on every call: strip `s`
 /// (columns `[16s, 16s + 16)`, zero beyond `N`) is `[K, 16]` row-major at `s·K·16`, so the 64-column panel `p`
-/// is the contiguous run of strips `4p ..`. f32 strips start on a cache line; f16/bf16 strips are widened per
-/// panel, a sequential pass the hardware prefetchers follow.
+/// is the contiguous run of strips `4p ..`. f32 strips start on a cache line. With AVX-512 the tile reads f16/bf16
+/// strips as they are; elsewhere each panel is widened first, a sequential pass the hardware prefetchers follow.
 #[derive(Clone, Copy)]
 pub(crate) enum PackedView<'a> {
     /// f32 strips, 64-byte aligned.
@@ -399,6 +397,22 @@ pub(crate) enum PackedView<'a> {
     F16(&'a [f16]),
     /// bf16 strips.
     BF16(&'a [bf16]),
+}
+
+/// `$body` with `$d` bound to the strips of whichever dtype `$w` holds.
+macro_rules! on_strips {
+    ($w:expr, $d:ident => $body:expr) => {
+        match $w {
+            PackedView::F32($d) => $body,
+            PackedView::F16($d) => $body,
+            PackedView::BF16($d) => $body,
+        }
+    };
+}
+
+/// Bytes per element of `d`.
+fn elem_size<T>(_: &[T]) -> usize {
+    std::mem::size_of::<T>()
 }
 
 /// Number of 16-column strips of an `n`-column weight.
@@ -481,61 +495,20 @@ fn packed_rows(
             // The next panel of this run, fetched during this one's FMAs.
             let next = (p + 1 < ((g + 1) * per).min(panels)).then(|| {
                 let c1 = c0 + PANEL;
-                let (base, elem) = match w {
-                    PackedView::F32(d) => (d.as_ptr().cast::<u8>(), 4),
-                    PackedView::F16(d) => (d.as_ptr().cast::<u8>(), 2),
-                    PackedView::BF16(d) => (d.as_ptr().cast::<u8>(), 2),
-                };
+                let (base, elem) = on_strips!(w, d => (d.as_ptr().cast::<u8>(), elem_size(d)));
                 NextPanel::strips(base, c1, PANEL.min(n - c1), k, elem)
             });
             #[cfg(target_arch = "x86_64")]
             if x86::avx512() && width.is_multiple_of(STRIP) {
-                // SAFETY: as below; the strips of this panel are `range`.
-                let direct = |d: PackedView<'_>| unsafe {
-                    match d {
-                        PackedView::F32(_) => false,
-                        PackedView::F16(d) => {
-                            let s = &d[range.clone()];
-                            x86::panel512(
-                                out_ptr.get(),
-                                x,
-                                s,
-                                m,
-                                k,
-                                n,
-                                c0,
-                                width,
-                                alpha,
-                                bias,
-                                next,
-                            );
-                            true
-                        }
-                        PackedView::BF16(d) => {
-                            let s = &d[range.clone()];
-                            x86::panel512(
-                                out_ptr.get(),
-                                x,
-                                s,
-                                m,
-                                k,
-                                n,
-                                c0,
-                                width,
-                                alpha,
-                                bias,
-                                next,
-                            );
-                            true
-                        }
-                    }
-                };
-                let direct = direct(w);
-                if direct {
-                    // SAFETY: as below.
-                    unsafe { panel_activation(out_ptr.get(), m, n, c0, width, act) };
-                    continue;
+                // The tile reads the strips as they are, f16/bf16 widened in registers. SAFETY: this task alone
+                // writes columns [c0, c0 + width) of `out` (M × N); the strips of this panel are `range`.
+                unsafe {
+                    on_strips!(w, d => x86::panel512(
+                        out_ptr.get(), x, &d[range], m, k, n, c0, width, alpha, bias, next
+                    ));
+                    panel_activation(out_ptr.get(), m, n, c0, width, act);
                 }
+                continue;
             }
             let buf: &[f32] = match w {
                 PackedView::F32(d) => &d[range],
@@ -639,27 +612,36 @@ unsafe fn panel_product(
     next: Option<NextPanel>,
 ) {
     let strips = width.div_ceil(STRIP);
-    let prefetch = |s: usize| next.and_then(|p| p.strip(s));
     let mut s = 0;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = next;
+    #[cfg(target_arch = "x86_64")]
+    if x86::avx512() {
+        // Every full strip, in pairs; a partial last strip goes through the portable loop below.
+        let full = width / STRIP;
+        x86::panel512(out, x, buf, m, k, n, c0, full * STRIP, alpha, bias, next);
+        s = full;
+    }
     while s < strips {
         let cols = STRIP.min(width - s * STRIP);
         let col = c0 + s * STRIP;
         let strip = &buf[s * k * STRIP..];
         #[cfg(target_arch = "x86_64")]
-        {
-            if cols == STRIP && x86::avx512() {
-                // Two strips at once where both are full (32 columns: two 512-bit accumulators per row).
-                let pair = s + 1 < strips && width - s * STRIP >= 2 * STRIP;
-                let pf = [prefetch(s), if pair { prefetch(s + 1) } else { None }];
-                x86::strips512(out, x, strip, m, k, n, col, alpha, bias, pf, pair);
-                s += if pair { 2 } else { 1 };
-                continue;
-            }
-            if cols == STRIP && x86::available() {
-                x86::strip(out, x, strip, m, k, n, col, alpha, bias, prefetch(s));
-                s += 1;
-                continue;
-            }
+        if cols == STRIP && x86::available() {
+            x86::strip(
+                out,
+                x,
+                strip,
+                m,
+                k,
+                n,
+                col,
+                alpha,
+                bias,
+                next.and_then(|p| p.strip(s)),
+            );
+            s += 1;
+            continue;
         }
         for r in 0..m {
             let mut acc = [0.0f32; STRIP];
@@ -880,8 +862,9 @@ mod x86 {
         }
     }
 
-    /// Every row of the product for the panel of full strips at `c0` (`width` a multiple of 16), reading
-    /// laid-out f16/bf16 strips directly (widened in registers, no pass over memory first).
+    /// Every row of the product for the panel of full strips at `c0` (`width` a multiple of 16), two strips at a
+    /// time where there are two (32 columns: two 512-bit accumulators per row); f16/bf16 strips are widened in
+    /// registers as they load.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn panel512<T: Lane>(
