@@ -129,8 +129,14 @@ impl CpuBackend {
         }
     }
 
-    /// A matmul's `b` operand: f32, or f16/bf16 weights widened inside the kernel.
-    fn weights<'a>(&self, op: &'static str, t: &'a Tensor) -> Result<small_m::Weights<'a>> {
+    /// A matmul's `b` operand or a linear map's weight (`name` in errors): f32, or f16/bf16 weights widened inside
+    /// the kernel.
+    fn weights<'a>(
+        &self,
+        op: &'static str,
+        name: &str,
+        t: &'a Tensor,
+    ) -> Result<small_m::Weights<'a>> {
         let contiguous = || internal(op, "non-contiguous storage");
         Ok(match self.storage(op, t)? {
             CpuStorage::F32(a) => small_m::Weights::F32(a.as_slice().ok_or_else(contiguous)?),
@@ -139,7 +145,7 @@ impl CpuBackend {
             CpuStorage::U32(_) => {
                 return Err(Error::DType {
                     op,
-                    detail: "`b` has dtype u32, expected f32, f16 or bf16".into(),
+                    detail: format!("`{name}` has dtype u32, expected f32, f16 or bf16"),
                 })
             }
         })
@@ -169,11 +175,11 @@ impl CpuBackend {
         const OP: &str = "linear";
         let spec = MatmulSpec::default();
         let d = ops::linear_dims(x.shape(), w.shape(), bias.map(|b| b.shape()))?;
-        let (xv, wv) = (self.f32s(OP, "x", x)?, self.weights(OP, w)?);
+        let (xv, wv) = (self.f32s(OP, "x", x)?, self.weights(OP, "w", w)?);
         let bv = bias.map(|b| self.f32s(OP, "bias", b)).transpose()?;
-        let rows = d.batch * d.m;
         if let Some(p) = w.storage().as_any().downcast_ref::<CpuPackedWeight>() {
             if p.dims() == (d.k, d.n) {
+                let rows = d.batch * d.m;
                 let out = self.run(|| {
                     let mut out = vec![0.0f32; rows * d.n];
                     small_m::matmul_packed(
@@ -332,7 +338,7 @@ impl Backend for CpuBackend {
     fn matmul(&self, a: &Tensor, b: &Tensor, spec: &MatmulSpec) -> Result<Tensor> {
         const OP: &str = "matmul";
         let d = ops::matmul_dims(a.shape(), b.shape(), spec)?;
-        let (av, bv) = (self.f32s(OP, "a", a)?, self.weights(OP, b)?);
+        let (av, bv) = (self.f32s(OP, "a", a)?, self.weights(OP, "b", b)?);
         let out = self.run(|| matmul::matmul(av, bv, &d, spec, self.threads, None, None));
         wrap_f32(OP, d.out, out)
     }
@@ -343,26 +349,18 @@ impl Backend for CpuBackend {
 
     fn pack_weight(&self, w: &Tensor) -> Result<Option<Tensor>> {
         const OP: &str = "pack_weight";
-        let storage = self.storage(OP, w)?;
+        let values = self.weights(OP, "w", w)?;
         let &[k, n] = w.dims() else {
             return Err(Error::shape(
                 OP,
                 format!("`w` must be [K, N], got {}", w.shape()),
             ));
         };
-        if w.dtype() == DType::U32 {
-            return Err(Error::DType {
-                op: OP,
-                detail: "`w` has dtype u32, expected f32, f16 or bf16".into(),
-            });
-        }
         let original = match w.storage().as_any().downcast_ref::<CpuPackedWeight>() {
             Some(p) => p.original().clone(),
             None => w.clone(),
         };
-        let packed = self
-            .run(|| CpuPackedWeight::new(original, storage, k, n))
-            .ok_or_else(|| internal(OP, "non-contiguous storage"))?;
+        let packed = self.run(|| CpuPackedWeight::new(original, values, k, n));
         Ok(Some(Tensor::from_storage(
             w.shape().clone(),
             w.dtype(),

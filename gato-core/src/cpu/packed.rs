@@ -15,7 +15,7 @@ use std::any::Any;
 use half::{bf16, f16};
 
 use super::small_m::{self, PackedView, Weights};
-use super::storage::{CpuStorage, CPU_BACKEND_NAME};
+use super::storage::CPU_BACKEND_NAME;
 use crate::tensor::{Storage, Tensor};
 
 /// The strips, in the weight's own dtype (f16/bf16 strips are widened per panel while the product runs).
@@ -40,30 +40,25 @@ pub struct CpuPackedWeight {
 }
 
 impl CpuPackedWeight {
-    /// Lay out `original` (`[K, N]`, contiguous, f32/f16/bf16) as strips.
-    pub(crate) fn new(original: Tensor, storage: &CpuStorage, k: usize, n: usize) -> Option<Self> {
-        let strips = match storage {
-            CpuStorage::F32(a) => {
-                let (data, skew) = small_m::pack_strips(Weights::F32(a.as_slice()?), k, n);
-                Strips::F32 { data, skew }
-            }
-            CpuStorage::F16(a) => {
-                let (data, skew) = small_m::pack_strips(Weights::F16(a.as_slice()?), k, n);
-                // Exact: every value came from an f16.
+    /// Lay out `original` (`[K, N]`, whose values `w` holds) as strips.
+    pub(crate) fn new(original: Tensor, w: Weights<'_>, k: usize, n: usize) -> Self {
+        let (data, skew) = small_m::pack_strips(w, k, n);
+        let strips = match w {
+            Weights::F32(_) => Strips::F32 { data, skew },
+            // Exact: every value came from an f16 / a bf16.
+            Weights::F16(_) => {
                 Strips::F16(data[skew..].iter().map(|&v| f16::from_f32(v)).collect())
             }
-            CpuStorage::BF16(a) => {
-                let (data, skew) = small_m::pack_strips(Weights::BF16(a.as_slice()?), k, n);
+            Weights::BF16(_) => {
                 Strips::BF16(data[skew..].iter().map(|&v| bf16::from_f32(v)).collect())
             }
-            CpuStorage::U32(_) => return None,
         };
-        Some(CpuPackedWeight {
+        CpuPackedWeight {
             original,
             k,
             n,
             strips,
-        })
+        }
     }
 
     /// The tensor this was packed from.
@@ -78,7 +73,7 @@ impl CpuPackedWeight {
 
     /// The strips, for `small_m::matmul_packed`.
     pub(crate) fn view(&self) -> PackedView<'_> {
-        let len = small_m::strip_count(self.n) * self.k * 16;
+        let len = small_m::strips_len(self.k, self.n);
         match &self.strips {
             Strips::F32 { data, skew } => PackedView::F32(&data[*skew..*skew + len]),
             Strips::F16(d) => PackedView::F16(&d[..len]),

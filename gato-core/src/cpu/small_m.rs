@@ -415,15 +415,15 @@ fn elem_size<T>(_: &[T]) -> usize {
     std::mem::size_of::<T>()
 }
 
-/// Number of 16-column strips of an `n`-column weight.
-pub(crate) fn strip_count(n: usize) -> usize {
-    n.div_ceil(STRIP)
+/// Values in the strips of a `[k, n]` weight (`n` rounded up to whole 16-column strips).
+pub(crate) fn strips_len(k: usize, n: usize) -> usize {
+    n.div_ceil(STRIP) * k * STRIP
 }
 
 /// Lay `w` (`[K, N]`) out as [`PackedView`] strips, widened to f32 (the caller narrows them back for f16/bf16,
-/// exactly). The result has `strip_count(n)·k·16` values from index `skew`, which is 64-byte aligned.
+/// exactly). The result has `strips_len(k, n)` values from index `skew`, which is 64-byte aligned.
 pub(crate) fn pack_strips(w: Weights<'_>, k: usize, n: usize) -> (Vec<f32>, usize) {
-    let len = strip_count(n) * k * STRIP;
+    let len = strips_len(k, n);
     let mut store = vec![0.0f32; len + LINE_FLOATS];
     let skew = store.as_ptr().align_offset(64).min(LINE_FLOATS);
     let mut wide = [0.0f32; PANEL];
@@ -1148,7 +1148,7 @@ mod tests {
                     matmul(&mut out, &x, w, m, k, n, alpha, b, act);
                     // The same product from strips laid out ahead of time (f16/bf16 kept narrow).
                     let (strips, skew) = pack_strips(w, k, n);
-                    let len = strip_count(n) * k * STRIP;
+                    let len = strips_len(k, n);
                     let strips = &strips[skew..skew + len];
                     let narrow16: Vec<f16> = strips.iter().map(|&v| f16::from_f32(v)).collect();
                     let narrowb: Vec<bf16> = strips.iter().map(|&v| bf16::from_f32(v)).collect();
