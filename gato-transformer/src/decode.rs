@@ -26,16 +26,6 @@ pub enum WindowPolicy {
     Slide,
 }
 
-impl WindowPolicy {
-    /// The policy's name on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WindowPolicy::Rebuild => "rebuild",
-            WindowPolicy::Slide => "slide",
-        }
-    }
-}
-
 impl std::str::FromStr for WindowPolicy {
     type Err = Error;
 

@@ -96,16 +96,10 @@ struct Acting {
     token_bytes: f64,
 }
 
-/// Acting with the prompt in the KV cache: `steps` control steps of 39 observations + separator + 4 action tokens.
-/// The last action token of a step is pushed together with the next observation (its keys and values are not
-/// needed before then), as an online agent does.
-fn act(model: &GatoTransformer, be: &dyn Backend, steps: usize) -> Result<Acting> {
-    let prompt = (model.config().token_sequence_length / 2 / STEP) * STEP;
-    act_from(model, be, steps, prompt, WindowPolicy::Rebuild)
-}
-
-/// [`act`] after a prompt of `prompt` tokens, with `policy` for a full window.
-fn act_from(
+/// Acting with a prompt of `prompt` tokens in the KV cache (`policy` for a full window): `steps` control steps
+/// of 39 observations + separator + 4 action tokens. The last action token of a step is pushed together with the
+/// next observation (its keys and values are not needed before then), as an online agent does.
+fn act(
     model: &GatoTransformer,
     be: &dyn Backend,
     steps: usize,
@@ -225,19 +219,19 @@ pub fn run(
     eprintln!("[4/6] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
     model.cast_block_weights(be, DType::F32)?;
     let packed = model.pack_block_weights(be)?;
-    let acting_f32 = act(&model, be, act_steps)?;
+    let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
+    let acting_f32 = act(&model, be, act_steps, prompt, WindowPolicy::Rebuild)?;
     eprintln!("[5/6] acting with bf16 weights ...");
     model.cast_block_weights(be, DType::BF16)?;
     model.pack_block_weights(be)?;
-    let acting_bf16 = act(&model, be, act_steps)?;
+    let acting_bf16 = act(&model, be, act_steps, prompt, WindowPolicy::Rebuild)?;
     // A full window: every step overflows it. Rebuild recomputes the kept window; slide moves the cache.
     let full = (c.token_sequence_length / STEP) * STEP;
     eprintln!("[6/6] acting with bf16 weights and a full window ({full} tokens): 3 steps each, rebuild and slide ...");
-    let full_rebuild = act_from(&model, be, 3, full, WindowPolicy::Rebuild)?;
-    let full_slide = act_from(&model, be, 3, full, WindowPolicy::Slide)?;
+    let full_rebuild = act(&model, be, 3, full, WindowPolicy::Rebuild)?;
+    let full_slide = act(&model, be, 3, full, WindowPolicy::Slide)?;
     let gflops = flops / best / 1e9;
     let rss = peak_rss();
-    let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
     let acting_json = |a: &Acting| {
         json!({
             "weights": a.dtype.as_str(), "step_ms": a.step_ms, "observation_ms": a.observation_ms,
