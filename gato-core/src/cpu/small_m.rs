@@ -297,14 +297,8 @@ fn packed(out: &mut [f32], p: &Product<'_>) {
             let c0 = p * PANEL;
             let width = PANEL.min(n - c0);
             let strips = width.div_ceil(STRIP);
-            let len = strips * k * STRIP;
-            if store.len() != len + LINE_FLOATS || !width.is_multiple_of(STRIP) {
-                // Only a partial last strip needs its tail zeroed; full strips are overwritten below.
-                store.clear();
-                store.resize(len + LINE_FLOATS, 0.0);
-            }
-            let skew = store.as_ptr().align_offset(64).min(LINE_FLOATS);
-            let buf = &mut store[skew..skew + len];
+            // Only a partial last strip needs its tail zeroed; full strips are overwritten.
+            let buf = line_aligned(&mut store, strips * k * STRIP, !width.is_multiple_of(STRIP));
             pack_panel(w, k, n, c0, width, buf, &mut wide);
             // The next panel of this run, fetched into L2 during this panel's FMAs (one cache line per row per
             // strip), so its packing does not wait on memory.
@@ -423,15 +417,15 @@ pub(crate) fn strips_len(k: usize, n: usize) -> usize {
 /// Lay `w` (`[K, N]`) out as [`PackedView`] strips, widened to f32 (the caller narrows them back for f16/bf16,
 /// exactly). The result has `strips_len(k, n)` values from index `skew`, which is 64-byte aligned.
 pub(crate) fn pack_strips(w: Weights<'_>, k: usize, n: usize) -> (Vec<f32>, usize) {
-    let len = strips_len(k, n);
-    let mut store = vec![0.0f32; len + LINE_FLOATS];
-    let skew = store.as_ptr().align_offset(64).min(LINE_FLOATS);
+    let mut store = Vec::new();
+    let strips = line_aligned(&mut store, strips_len(k, n), true);
     let mut wide = [0.0f32; PANEL];
     let per_panel = PANEL / STRIP * k * STRIP;
-    for (p, buf) in store[skew..skew + len].chunks_mut(per_panel).enumerate() {
+    for (p, buf) in strips.chunks_mut(per_panel).enumerate() {
         let c0 = p * PANEL;
         pack_panel(w, k, n, c0, PANEL.min(n - c0), buf, &mut wide);
     }
+    let skew = skew_of(&store);
     (store, skew)
 }
 
@@ -524,18 +518,28 @@ fn packed_rows(
     });
 }
 
+/// `len` values of `store` starting on a cache line (`store` grows to hold them; `zeroed`: all set to 0).
+fn line_aligned(store: &mut Vec<f32>, len: usize, zeroed: bool) -> &mut [f32] {
+    if zeroed || store.len() < len + LINE_FLOATS {
+        store.clear();
+        store.resize(len + LINE_FLOATS, 0.0);
+    }
+    let skew = skew_of(store);
+    &mut store[skew..skew + len]
+}
+
+/// Index of the first value of `store` on a cache line.
+fn skew_of(store: &[f32]) -> usize {
+    store.as_ptr().align_offset(64).min(LINE_FLOATS)
+}
+
 /// `w[range]` widened into `store`, starting on a cache line.
 fn widen_aligned<'s>(
     store: &'s mut Vec<f32>,
     w: Weights<'_>,
     range: std::ops::Range<usize>,
 ) -> &'s [f32] {
-    let len = range.len();
-    if store.len() < len + LINE_FLOATS {
-        store.resize(len + LINE_FLOATS, 0.0);
-    }
-    let skew = store.as_ptr().align_offset(64).min(LINE_FLOATS);
-    let buf = &mut store[skew..skew + len];
+    let buf = line_aligned(store, range.len(), false);
     w.widen_into(range.start, buf);
     buf
 }
