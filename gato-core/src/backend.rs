@@ -138,6 +138,20 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Copy a tensor back to the host.
     fn download(&self, x: &Tensor) -> Result<HostData>;
 
+    /// Copy an f32 tensor into `out`, replacing what it held: how acting reads each token's logits without
+    /// allocating (SPEC §7) once `out` has the capacity. Errors, leaving `out` as it was, when `x` is not f32.
+    /// The default downloads and copies.
+    fn download_f32_into(&self, x: &Tensor, out: &mut Vec<f32>) -> Result<()> {
+        x.expect_dtype("download_f32_into", "x", DType::F32)?;
+        let data = self.download(x)?.into_f32().ok_or_else(|| Error::DType {
+            op: "download_f32_into",
+            detail: "the backend downloaded another dtype".into(),
+        })?;
+        out.clear();
+        out.extend_from_slice(&data);
+        Ok(())
+    }
+
     /// A tensor of zeros.
     fn zeros(&self, shape: &Shape, dtype: DType) -> Result<Tensor>;
 

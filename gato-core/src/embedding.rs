@@ -245,15 +245,38 @@ impl TokenBatch {
         Ok(out)
     }
 
+    /// Room for `additional` more positions in every per-position field, so that many
+    /// [`TokenBatch::extend_single`] calls without image patches allocate nothing.
+    pub fn reserve(&mut self, additional: usize) {
+        self.ids.reserve(additional);
+        self.modality.reserve(additional);
+        self.local_position.reserve(additional);
+        self.loss.reserve(additional);
+        self.timestep.reserve(additional);
+    }
+
     /// Append the positions of another single-sequence batch (patches renumbered).
     pub fn extend_single(&mut self, other: &TokenBatch) -> Result<()> {
-        let all = other.slice_single(0..other.lengths.first().copied().unwrap_or(0))?;
+        let len = other.lengths.first().copied().unwrap_or(0);
+        // A batch that is exactly one unpadded sequence (every pushed token or observation) is read as it is.
+        let all = if other.batch == 1 && other.seq_len == len && other.patch_positions.is_empty() {
+            std::borrow::Cow::Borrowed(other)
+        } else {
+            std::borrow::Cow::Owned(other.slice_single(0..len)?)
+        };
         if self.batch == 0 {
-            *self = TokenBatch {
-                batch: 1,
-                lengths: vec![0],
-                ..Default::default()
-            };
+            // Start an empty sequence, keeping whatever capacity was reserved.
+            self.batch = 1;
+            self.seq_len = 0;
+            self.lengths = vec![0];
+            for v in [&mut self.ids, &mut self.timestep] {
+                v.clear();
+            }
+            self.modality.clear();
+            self.local_position.clear();
+            self.loss.clear();
+            self.patches.clear();
+            self.patch_positions.clear();
         }
         let offset = self.patch_positions.len() as u32;
         for i in 0..all.seq_len {
@@ -291,6 +314,14 @@ pub trait Embedding: Send + Sync {
 
     /// Named parameters (for checkpoints), names relative to this contribution.
     fn parameters(&self) -> Vec<(String, Tensor)>;
+
+    /// Whether the contribution can be non-zero anywhere in `batch`. `false` lets the caller skip
+    /// [`Embedding::forward`], whose result would be all zeros (e.g. the image contributions for a batch without
+    /// image patches — every decoded action token). The default, `true`, always runs it.
+    fn applies_to(&self, batch: &TokenBatch) -> bool {
+        let _ = batch;
+        true
+    }
 }
 
 #[cfg(test)]

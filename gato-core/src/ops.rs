@@ -67,15 +67,13 @@ pub fn matmul_dims(a: &Shape, b: &Shape, spec: &MatmulSpec) -> Result<MatmulDims
         ));
     }
     let batch = a_batch.iter().product();
-    let mut out = a_batch.to_vec();
-    out.extend([m, n]);
     Ok(MatmulDims {
         batch,
         m,
         n,
         k: ka,
         b_batched,
-        out: Shape::new(out),
+        out: a_batch.iter().copied().chain([m, n]).collect(),
     })
 }
 
@@ -282,9 +280,7 @@ pub fn embedding_dims(table: &Shape, ids: &Shape) -> Result<(usize, usize, Shape
         ));
     }
     let (v, d) = (table.dims()[0], table.dims()[1]);
-    let mut out = ids.dims().to_vec();
-    out.push(d);
-    Ok((v, d, Shape::new(out)))
+    Ok((v, d, ids.dims().iter().copied().chain([d]).collect()))
 }
 
 /// Check every id is below the vocabulary size `v`; the first bad one is named.
@@ -489,35 +485,33 @@ pub fn slice_dims(
             allowed: format!("within [0, {n}]"),
         });
     }
-    let mut out = x.dims().to_vec();
-    out[axis] = len;
+    let out = x
+        .dims()
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if i == axis { len } else { d })
+        .collect();
     let outer = x.dims()[..axis].iter().product();
     let inner = x.dims()[axis + 1..].iter().product();
-    Ok((Shape::new(out), outer, n, inner))
+    Ok((out, outer, n, inner))
 }
 
 /// Permute: `perm` must be a permutation of `0..rank`; returns the output shape.
 pub fn permute_dims(x: &Shape, perm: &[usize]) -> Result<Shape> {
     let r = x.rank();
-    let mut seen = vec![false; r];
+    // A permutation of 0..r: every entry in range and none repeated (r² checks; ranks are small).
     let valid = perm.len() == r
-        && perm.iter().all(|&p| {
-            if p < r && !seen[p] {
-                seen[p] = true;
-                true
-            } else {
-                false
-            }
-        });
+        && perm
+            .iter()
+            .enumerate()
+            .all(|(i, &p)| p < r && !perm[..i].contains(&p));
     if !valid {
         return Err(Error::invalid(
             "permute",
             format!("{perm:?} is not a permutation of the {r} dims of {x}"),
         ));
     }
-    Ok(Shape::new(
-        perm.iter().map(|&p| x.dims()[p]).collect::<Vec<_>>(),
-    ))
+    Ok(perm.iter().map(|&p| x.dims()[p]).collect())
 }
 
 /// GEGLU: last dim even; returns `(rows, F, out_shape)`.

@@ -1,17 +1,24 @@
 //! Tensor shapes: row-major, contiguous, any rank.
+//!
+//! Up to [`INLINE_RANK`] dimensions are stored inline (no heap allocation), so creating and cloning the shapes
+//! of an op's output costs nothing on the acting path (SPEC §7: a decoded token allocates nothing).
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
 
-/// The dimensions of a contiguous row-major tensor.
+/// Ranks up to this are held without a heap allocation (every tensor of a Gato forward has rank ≤ 4).
+pub const INLINE_RANK: usize = 4;
+
+/// The dimensions of a contiguous row-major tensor. Serialises as a list of integers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Shape(Vec<usize>);
+pub struct Shape(SmallVec<[usize; INLINE_RANK]>);
 
 impl Shape {
-    /// A shape from its dimensions.
-    pub fn new(dims: impl Into<Vec<usize>>) -> Self {
-        Shape(dims.into())
+    /// A shape from its dimensions (an array, a slice or a `Vec`).
+    pub fn new(dims: impl AsRef<[usize]>) -> Self {
+        Shape(SmallVec::from_slice(dims.as_ref()))
     }
 
     /// The dimensions.
@@ -61,21 +68,28 @@ impl Shape {
     }
 }
 
+impl FromIterator<usize> for Shape {
+    /// Dimensions in order; inline (no allocation) up to [`INLINE_RANK`] of them.
+    fn from_iter<I: IntoIterator<Item = usize>>(dims: I) -> Self {
+        Shape(dims.into_iter().collect())
+    }
+}
+
 impl From<&[usize]> for Shape {
     fn from(d: &[usize]) -> Self {
-        Shape(d.to_vec())
+        Shape::new(d)
     }
 }
 
 impl From<Vec<usize>> for Shape {
     fn from(d: Vec<usize>) -> Self {
-        Shape(d)
+        Shape(SmallVec::from_vec(d))
     }
 }
 
 impl<const N: usize> From<[usize; N]> for Shape {
     fn from(d: [usize; N]) -> Self {
-        Shape(d.to_vec())
+        Shape::new(d)
     }
 }
 

@@ -91,13 +91,20 @@ impl Tensor {
             let own = copy(self.storage_as::<S>(op, expected_backend)?)?;
             self.storage = Arc::new(own);
         }
-        let found = self.storage.backend_name().to_string();
-        Arc::get_mut(&mut self.storage)
-            .and_then(|s| s.as_any_mut().downcast_mut::<S>())
-            .ok_or(Error::BackendMismatch {
+        // Checked before the mutable borrow, so the error (and its strings) is only built on failure.
+        if self.storage.as_any().downcast_ref::<S>().is_none() {
+            return Err(Error::BackendMismatch {
                 op,
                 expected: expected_backend.to_string(),
-                found,
+                found: self.storage.backend_name().to_string(),
+            });
+        }
+        Arc::get_mut(&mut self.storage)
+            .and_then(|s| s.as_any_mut().downcast_mut::<S>())
+            .ok_or_else(|| Error::BackendMismatch {
+                op,
+                expected: expected_backend.to_string(),
+                found: "storage shared after copy-on-write".to_string(),
             })
     }
 

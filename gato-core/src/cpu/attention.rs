@@ -16,6 +16,11 @@ use crate::shape::Shape;
 /// Query rows per tile.
 const TILE: usize = 64;
 
+thread_local! {
+    /// Per worker thread, the scores of one query row in [`direct`] (kept, so decoding allocates nothing).
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Number of keys query `i` may see: causal limit and padding limit.
 #[inline]
 pub(crate) fn visible_keys(spec: &AttentionSpec, d: &AttentionDims, b: usize, i: usize) -> usize {
@@ -40,9 +45,30 @@ fn direct(
     bh: usize,
     o: &mut [f32],
 ) {
+    let (tk, b) = (d.tk, bh / d.h);
+    SCORES.with_borrow_mut(|scores| {
+        if scores.len() < tk {
+            // Grown to a power of two, so a growing KV cache reallocates it a handful of times, not per token.
+            scores.resize(tk.next_power_of_two(), 0.0);
+        }
+        direct_rows(q, k, v, d, spec, bh, b, o, &mut scores[..tk]);
+    });
+}
+
+/// [`direct`]'s loop over query rows, with `scores` (`tk` values) as scratch.
+#[allow(clippy::too_many_arguments)]
+fn direct_rows(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d: &AttentionDims,
+    spec: &AttentionSpec,
+    bh: usize,
+    b: usize,
+    o: &mut [f32],
+    scores: &mut [f32],
+) {
     let (tq, tk, dk, dv) = (d.tq, d.tk, d.d, d.dv);
-    let b = bh / d.h;
-    let mut scores = vec![0.0f32; tk];
     for (i, row) in o.chunks_mut(dv).enumerate() {
         let n = visible_keys(spec, d, b, i);
         if n == 0 {
@@ -84,17 +110,17 @@ pub(crate) fn attention(
     v: &[f32],
     d: &AttentionDims,
     spec: &AttentionSpec,
-) -> Vec<f32> {
+    out: &mut [f32],
+) {
     let (tq, tk, dk, dv) = (d.tq, d.tk, d.d, d.dv);
-    let mut out = vec![0.0f32; d.b * d.h * tq * dv];
     if tq == 0 || dv == 0 {
-        return out;
+        return;
     }
     if tq <= DIRECT_ROWS {
         out.par_chunks_mut(tq * dv)
             .enumerate()
             .for_each(|(bh, o)| direct(q, k, v, d, spec, bh, o));
-        return out;
+        return;
     }
     // Work items: (batch·head, tile of query rows); each writes its own rows of `out`.
     let mut chunks: Vec<(usize, usize, &mut [f32])> = Vec::new();
@@ -119,7 +145,8 @@ pub(crate) fn attention(
             trans_b: true,
             alpha: spec.scale,
         };
-        let mut s = matmul(
+        let mut s = vec![0.0f32; rows * kmax];
+        matmul(
             qh,
             Weights::F32(kh),
             &dims(rows, kmax, dk),
@@ -127,6 +154,7 @@ pub(crate) fn attention(
             1,
             None,
             None,
+            &mut s,
         );
         for (r, row) in s.chunks_mut(kmax).enumerate() {
             let n = visible_keys(spec, d, b, i0 + r);
@@ -139,7 +167,7 @@ pub(crate) fn attention(
             math::scale(&mut row[..n], 1.0 / sum);
             row[n..].fill(0.0);
         }
-        let y = matmul(
+        matmul(
             &s,
             Weights::F32(vh),
             &dims(rows, dv, kmax),
@@ -147,8 +175,7 @@ pub(crate) fn attention(
             1,
             None,
             None,
+            o,
         );
-        o.copy_from_slice(&y);
     });
-    out
 }

@@ -38,10 +38,10 @@ pub(crate) fn conv2d(
     bias: Option<&[f32]>,
     d: &Conv2dDims,
     threads: usize,
-) -> Vec<f32> {
+    out: &mut [f32],
+) {
     let p = d.oh * d.ow;
     let ck = d.c * d.kh * d.kw;
-    let mut out = Vec::with_capacity(d.n * d.o * p);
     let mm = MatmulDims {
         batch: 1,
         m: d.o,
@@ -51,9 +51,12 @@ pub(crate) fn conv2d(
         out: Shape::new([d.o, p]),
     };
     let img_len = d.c * d.h * d.w;
-    for i in 0..d.n {
+    if d.o * p == 0 {
+        return;
+    }
+    for (i, y) in out.chunks_mut(d.o * p).enumerate().take(d.n) {
         let cols = im2col(&x[i * img_len..(i + 1) * img_len], d);
-        let mut y = super::matmul::matmul(
+        super::matmul::matmul(
             w,
             super::small_m::Weights::F32(&cols),
             &mm,
@@ -61,13 +64,12 @@ pub(crate) fn conv2d(
             threads,
             None,
             None,
+            y,
         );
         if let Some(b) = bias {
             for (row, &bo) in y.chunks_mut(p).zip(b) {
                 row.iter_mut().for_each(|v| *v += bo);
             }
         }
-        out.extend_from_slice(&y);
     }
-    out
 }

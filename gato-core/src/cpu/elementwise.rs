@@ -8,25 +8,22 @@ use crate::backend::{BinaryOp, UnaryOp};
 /// Elements per parallel chunk; smaller inputs run on one thread.
 pub(crate) const CHUNK: usize = 1 << 14;
 
-/// Apply `f` to every element in parallel chunks.
-pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+/// `out = f(x)` elementwise in parallel chunks.
+pub(crate) fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &v)| *o = f(v)));
-    out
 }
 
-pub(crate) fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
+/// `out = op(x)`.
+pub(crate) fn unary(op: UnaryOp, x: &[f32], out: &mut [f32]) {
     // Each chunk is copied and transformed while in cache: one pass over memory.
-    let mut out = vec![0.0f32; x.len()];
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, i)| {
             o.copy_from_slice(i);
             unary_slice(op, o);
         });
-    out
 }
 
 /// `x ← f(x)` in parallel chunks.
@@ -45,22 +42,21 @@ pub(crate) fn unary_slice(op: UnaryOp, x: &mut [f32]) {
     }
 }
 
-/// `a ∘ b` with `b` (length `inner`) repeated over `a`.
-pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32]) -> Vec<f32> {
+/// `out = a ∘ b` with `b` (length `inner`) repeated over `a`.
+pub(crate) fn binary(op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
     // One monomorphised loop per op (a function pointer would cost an indirect call per element).
     match op {
-        BinaryOp::Add => broadcast(a, b, |x, y| x + y),
-        BinaryOp::Sub => broadcast(a, b, |x, y| x - y),
-        BinaryOp::Mul => broadcast(a, b, |x, y| x * y),
-        BinaryOp::Div => broadcast(a, b, |x, y| x / y),
-        BinaryOp::Maximum => broadcast(a, b, f32::max),
+        BinaryOp::Add => broadcast(a, b, out, |x, y| x + y),
+        BinaryOp::Sub => broadcast(a, b, out, |x, y| x - y),
+        BinaryOp::Mul => broadcast(a, b, out, |x, y| x * y),
+        BinaryOp::Div => broadcast(a, b, out, |x, y| x / y),
+        BinaryOp::Maximum => broadcast(a, b, out, f32::max),
     }
 }
 
-fn broadcast(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; a.len()];
+fn broadcast(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
     if b.is_empty() {
-        return out;
+        return;
     }
     let inner = b.len();
     // Chunks are whole multiples of `inner` so each chunk starts at b[0].
@@ -74,15 +70,12 @@ fn broadcast(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f3
                 }
             }
         });
-    out
 }
 
-/// GEGLU over rows of `2F`: `gelu(first half) · second half`.
-pub(crate) fn geglu(x: &[f32], f: usize) -> Vec<f32> {
-    let rows = if f == 0 { 0 } else { x.len() / (2 * f) };
-    let mut out = vec![0.0f32; rows * f];
+/// GEGLU over rows of `2F` into rows of `F`: `gelu(first half) · second half`.
+pub(crate) fn geglu(x: &[f32], f: usize, out: &mut [f32]) {
     if f == 0 {
-        return out;
+        return;
     }
     out.par_chunks_mut(f)
         .zip(x.par_chunks(2 * f))
@@ -90,5 +83,4 @@ pub(crate) fn geglu(x: &[f32], f: usize) -> Vec<f32> {
             let (g, lin) = row.split_at(f);
             math::gelu_mul(o, g, lin);
         });
-    out
 }

@@ -4,17 +4,20 @@
 //! A tensor's shape lives in its handle ([`crate::Tensor::reshape`] shares storage), so every function takes the
 //! handle's dims; the storage is only a flat buffer here.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 
 use super::storage::CpuStorage;
+use crate::shape::INLINE_RANK;
 
-macro_rules! per_dtype {
-    ($s:expr, $a:ident => $body:expr) => {
-        match $s {
-            CpuStorage::F32($a) => CpuStorage::F32($body),
-            CpuStorage::F16($a) => CpuStorage::F16($body),
-            CpuStorage::BF16($a) => CpuStorage::BF16($body),
-            CpuStorage::U32($a) => CpuStorage::U32($body),
+/// Run `$body` with `$a` (the source values) and `$o` (the output values) of one dtype.
+macro_rules! per_dtype_pair {
+    ($s:expr, $out:expr, ($a:ident, $o:ident) => $body:expr) => {
+        match ($s, $out) {
+            (CpuStorage::F32($a), CpuStorage::F32($o)) => $body,
+            (CpuStorage::F16($a), CpuStorage::F16($o)) => $body,
+            (CpuStorage::BF16($a), CpuStorage::BF16($o)) => $body,
+            (CpuStorage::U32($a), CpuStorage::U32($o)) => $body,
+            _ => return Err("dtypes differ".into()),
         }
     };
 }
@@ -24,33 +27,30 @@ fn flat<T>(a: &ArrayD<T>) -> Result<&[T], String> {
         .ok_or_else(|| "non-contiguous storage".to_string())
 }
 
-fn array<T>(dims: &[usize], v: Vec<T>) -> Result<ArrayD<T>, String> {
-    ArrayD::from_shape_vec(IxDyn(dims), v).map_err(|e| e.to_string())
-}
-
 /// `x[.., start..start+len, ..]`: `outer` rows of `len·inner` contiguous values.
-fn slice_t<T: Copy>(x: &[T], dims: &[usize], axis: usize, start: usize, len: usize) -> Vec<T> {
+fn slice_t<T: Copy>(x: &[T], out: &mut [T], dims: &[usize], axis: usize, start: usize, len: usize) {
     let inner: usize = dims[axis + 1..].iter().product();
-    let outer: usize = dims[..axis].iter().product();
     let (row, take) = (dims[axis] * inner, len * inner);
-    let mut out = Vec::with_capacity(outer * take);
-    for o in 0..outer {
-        let s = o * row + start * inner;
-        out.extend_from_slice(&x[s..s + take]);
+    if take == 0 {
+        return;
     }
-    out
+    for (o, dst) in out.chunks_exact_mut(take).enumerate() {
+        let s = o * row + start * inner;
+        dst.copy_from_slice(&x[s..s + take]);
+    }
 }
 
+/// `x[.., start..start+len, ..]` along `axis` into `out` (same dtype, the sliced shape).
 pub(crate) fn slice(
     x: &CpuStorage,
     dims: &[usize],
     axis: usize,
     start: usize,
     len: usize,
-) -> Result<CpuStorage, String> {
-    let mut od = dims.to_vec();
-    od[axis] = len;
-    Ok(per_dtype!(x, a => array(&od, slice_t(flat(a)?, dims, axis, start, len))?))
+    out: &mut CpuStorage,
+) -> Result<(), String> {
+    per_dtype_pair!(x, out, (a, o) => slice_t(flat(a)?, flat_mut(o)?, dims, axis, start, len));
+    Ok(())
 }
 
 /// `dst[o, start..start+len, :] = src[o, .., :]` for every outer index `o`, with
@@ -87,26 +87,27 @@ pub(crate) fn write_block(
 }
 
 /// Output dim `i` is input dim `perm[i]`; copies contiguous runs of the innermost axis when it stays last.
-fn permute_t<T: Copy + Default>(x: &[T], dims: &[usize], perm: &[usize]) -> Vec<T> {
+fn permute_t<T: Copy>(x: &[T], out: &mut [T], dims: &[usize], perm: &[usize]) {
     let r = dims.len();
     let n: usize = dims.iter().product();
     if r == 0 || n == 0 {
-        return x.to_vec();
+        out.copy_from_slice(x);
+        return;
     }
-    let mut strides = vec![1usize; r];
+    // Index vectors of at most `INLINE_RANK` entries live on the stack.
+    let mut strides: Dims = smallvec::smallvec![1usize; r];
     for i in (0..r - 1).rev() {
         strides[i] = strides[i + 1] * dims[i + 1];
     }
-    let od: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
-    let os: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
+    let od: Dims = perm.iter().map(|&p| dims[p]).collect();
+    let os: Dims = perm.iter().map(|&p| strides[p]).collect();
     // Run length: the innermost output axis, contiguous in the input when it is the input's last axis.
     let run = if perm[r - 1] == r - 1 { od[r - 1] } else { 1 };
     let outer_rank = if run > 1 { r - 1 } else { r };
-    let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; outer_rank];
-    for _ in 0..n / run {
+    let mut idx: Dims = smallvec::smallvec![0usize; outer_rank];
+    for dst in out.chunks_exact_mut(run) {
         let src: usize = idx.iter().zip(&os).map(|(i, s)| i * s).sum();
-        out.extend_from_slice(&x[src..src + run]);
+        dst.copy_from_slice(&x[src..src + run]);
         for a in (0..outer_rank).rev() {
             idx[a] += 1;
             if idx[a] < od[a] {
@@ -115,26 +116,32 @@ fn permute_t<T: Copy + Default>(x: &[T], dims: &[usize], perm: &[usize]) -> Vec<
             idx[a] = 0;
         }
     }
-    out
 }
 
+/// Dims or strides of one tensor, inline up to rank [`INLINE_RANK`].
+type Dims = smallvec::SmallVec<[usize; INLINE_RANK]>;
+
+/// `x` with its dims reordered by `perm` into `out` (same dtype, the permuted shape).
 pub(crate) fn permute(
     x: &CpuStorage,
     dims: &[usize],
     perm: &[usize],
-) -> Result<CpuStorage, String> {
-    let od: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
-    Ok(per_dtype!(x, a => array(&od, permute_t(flat(a)?, dims, perm))?))
+    out: &mut CpuStorage,
+) -> Result<(), String> {
+    per_dtype_pair!(x, out, (a, o) => permute_t(flat(a)?, flat_mut(o)?, dims, perm));
+    Ok(())
 }
 
-/// All storages have the same dtype and compatible dims (checked by the caller).
-pub(crate) fn concat(xs: &[(&CpuStorage, &[usize])], axis: usize) -> Result<CpuStorage, String> {
+/// All storages have the same dtype and compatible dims (checked by the caller); `out` has the concatenated shape.
+pub(crate) fn concat(
+    xs: &[(&CpuStorage, &[usize])],
+    axis: usize,
+    out: &mut CpuStorage,
+) -> Result<(), String> {
     let first = xs.first().ok_or("no tensors")?;
-    let mut od = first.1.to_vec();
-    od[axis] = xs.iter().map(|(_, d)| d[axis]).sum();
-    let outer: usize = od[..axis].iter().product();
+    let outer: usize = first.1[..axis].iter().product();
     macro_rules! cat {
-        ($variant:ident) => {{
+        ($variant:ident, $o:expr) => {{
             let parts = xs
                 .iter()
                 .map(|(s, d)| match s {
@@ -144,19 +151,21 @@ pub(crate) fn concat(xs: &[(&CpuStorage, &[usize])], axis: usize) -> Result<CpuS
                     _ => Err("mixed dtypes".to_string()),
                 })
                 .collect::<Result<Vec<_>, String>>()?;
-            let mut out = Vec::with_capacity(od.iter().product());
+            let dst = flat_mut($o)?;
+            let mut at = 0;
             for o in 0..outer {
                 for (p, blk) in &parts {
-                    out.extend_from_slice(&p[o * blk..(o + 1) * blk]);
+                    dst[at..at + blk].copy_from_slice(&p[o * blk..(o + 1) * blk]);
+                    at += blk;
                 }
             }
-            CpuStorage::$variant(array(&od, out)?)
         }};
     }
-    Ok(match first.0 {
-        CpuStorage::F32(_) => cat!(F32),
-        CpuStorage::F16(_) => cat!(F16),
-        CpuStorage::BF16(_) => cat!(BF16),
-        CpuStorage::U32(_) => cat!(U32),
-    })
+    match out {
+        CpuStorage::F32(o) => cat!(F32, o),
+        CpuStorage::F16(o) => cat!(F16, o),
+        CpuStorage::BF16(o) => cat!(BF16, o),
+        CpuStorage::U32(o) => cat!(U32, o),
+    }
+    Ok(())
 }

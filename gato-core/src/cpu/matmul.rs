@@ -81,8 +81,10 @@ fn gemm_one(
     }
 }
 
-/// Batched product plus an optional bias row `[N]` added to every output row, then an optional activation; `a` and the result are contiguous
-/// row-major f32 buffers, `b` any float weight type, of the sizes in `d`.
+/// Batched product plus an optional bias row `[N]` added to every output row, then an optional activation, into
+/// `out` (zeroed, `[batch, M, N]`); `a` and `out` are contiguous row-major f32 buffers, `b` any float weight type,
+/// of the sizes in `d`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     a: &[f32],
     b: Weights<'_>,
@@ -91,17 +93,18 @@ pub(crate) fn matmul(
     threads: usize,
     bias: Option<&[f32]>,
     act: Option<UnaryOp>,
-) -> Vec<f32> {
+    out: &mut [f32],
+) {
     let (mk, kn, mn) = (d.m * d.k, d.k * d.n, d.m * d.n);
-    let mut out = vec![0.0f32; d.batch * mn];
+    debug_assert_eq!(out.len(), d.batch * mn);
     if mn == 0 {
-        return out;
+        return;
     }
     // Few rows against one shared, untransposed weight: batch dims fold into M.
     let rows = d.batch * d.m;
     if !spec.trans_a && !spec.trans_b && !d.b_batched && rows <= small_m::MAX_ROWS {
-        small_m::matmul(&mut out, a, b, rows, d.k, d.n, spec.alpha, bias, act);
-        return out;
+        small_m::matmul(out, a, b, rows, d.k, d.n, spec.alpha, bias, act);
+        return;
     }
     let b: Cow<'_, [f32]> = match b {
         Weights::F32(b) => Cow::Borrowed(b),
@@ -153,9 +156,8 @@ pub(crate) fn matmul(
         }
     }
     if let Some(op) = act {
-        unary_in_place(op, &mut out);
+        unary_in_place(op, out);
     }
-    out
 }
 
 /// f16/bf16 → f32 in parallel chunks (exact).

@@ -15,13 +15,14 @@ mod matmul;
 mod norm;
 mod packed;
 mod peak;
+mod pool;
 mod small_m;
 mod storage;
 
 use std::sync::Arc;
 
 use half::{bf16, f16};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 
 pub use packed::CpuPackedWeight;
 pub use peak::{measure_fma_peak, measure_read_bandwidth, Ceiling};
@@ -39,6 +40,7 @@ use crate::tensor::Tensor;
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
+    buffers: pool::BufferPool,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -100,7 +102,44 @@ impl CpuBackend {
                 op: "create",
                 detail: e.to_string(),
             })?;
-        Ok(CpuBackend { pool, threads })
+        Ok(CpuBackend {
+            pool,
+            threads,
+            buffers: pool::BufferPool::new(),
+        })
+    }
+
+    /// Output buffers the backend keeps for reuse, and how many of them no tensor holds now (see the `pool`
+    /// module: outputs up to 4 MiB are recycled, so the per-token acting loop allocates nothing).
+    pub fn pooled_buffers(&self) -> (usize, usize) {
+        self.buffers.counts()
+    }
+
+    /// A new f32 tensor of `shape` written by `f` into its zeroed buffer (recycled when small), on the backend's
+    /// threads.
+    fn compute_f32(
+        &self,
+        op: &'static str,
+        shape: Shape,
+        f: impl FnOnce(&mut [f32]) + Send,
+    ) -> Result<Tensor> {
+        let mut out = self.buffers.take(op, DType::F32, &shape)?;
+        let o = out.f32_mut(op)?;
+        self.run(|| f(o));
+        Ok(self.buffers.finish(shape, out))
+    }
+
+    /// A new tensor of `dtype` and `shape` written by `f` (a layout kernel) into its zeroed storage.
+    fn compute(
+        &self,
+        op: &'static str,
+        dtype: DType,
+        shape: Shape,
+        f: impl FnOnce(&mut CpuStorage) -> std::result::Result<(), String>,
+    ) -> Result<Tensor> {
+        let mut out = self.buffers.take(op, dtype, &shape)?;
+        f(out.storage_mut(op)?).map_err(|e| internal(op, e))?;
+        Ok(self.buffers.finish(shape, out))
     }
 
     /// Worker threads.
@@ -180,26 +219,14 @@ impl CpuBackend {
         if let Some(p) = w.storage().as_any().downcast_ref::<CpuPackedWeight>() {
             if p.dims() == (d.k, d.n) {
                 let rows = d.batch * d.m;
-                let out = self.run(|| {
-                    let mut out = vec![0.0f32; rows * d.n];
-                    small_m::matmul_packed(
-                        &mut out,
-                        xv,
-                        p.view(),
-                        rows,
-                        d.k,
-                        d.n,
-                        spec.alpha,
-                        bv,
-                        act,
-                    );
-                    out
+                return self.compute_f32(OP, d.out.clone(), |out| {
+                    small_m::matmul_packed(out, xv, p.view(), rows, d.k, d.n, spec.alpha, bv, act)
                 });
-                return wrap_f32(OP, d.out, out);
             }
         }
-        let out = self.run(|| matmul::matmul(xv, wv, &d, &spec, self.threads, bv, act));
-        wrap_f32(OP, d.out, out)
+        self.compute_f32(OP, d.out.clone(), |out| {
+            matmul::matmul(xv, wv, &d, &spec, self.threads, bv, act, out)
+        })
     }
 
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
@@ -224,15 +251,6 @@ fn wrap(op: &'static str, shape: Shape, storage: CpuStorage) -> Result<Tensor> {
             "{op}"
         )
     })
-}
-
-fn array<T>(op: &'static str, shape: &Shape, data: Vec<T>) -> Result<ArrayD<T>> {
-    ArrayD::from_shape_vec(IxDyn(shape.dims()), data).map_err(|e| internal(op, e.to_string()))
-}
-
-fn wrap_f32(op: &'static str, shape: Shape, data: Vec<f32>) -> Result<Tensor> {
-    let a = array(op, &shape, data)?;
-    wrap(op, shape, CpuStorage::F32(a))
 }
 
 impl Backend for CpuBackend {
@@ -264,13 +282,24 @@ impl Backend for CpuBackend {
                 ),
             ));
         }
-        let storage = match data {
-            HostSlice::F32(s) => CpuStorage::F32(array(OP, shape, s.to_vec())?),
-            HostSlice::F16(s) => CpuStorage::F16(array(OP, shape, s.to_vec())?),
-            HostSlice::BF16(s) => CpuStorage::BF16(array(OP, shape, s.to_vec())?),
-            HostSlice::U32(s) => CpuStorage::U32(array(OP, shape, s.to_vec())?),
-        };
-        wrap(OP, shape.clone(), storage)
+        self.compute(OP, data.dtype(), shape.clone(), |out| {
+            let copied = match (data, out) {
+                (HostSlice::F32(s), CpuStorage::F32(o)) => {
+                    o.as_slice_mut().map(|o| o.copy_from_slice(s))
+                }
+                (HostSlice::F16(s), CpuStorage::F16(o)) => {
+                    o.as_slice_mut().map(|o| o.copy_from_slice(s))
+                }
+                (HostSlice::BF16(s), CpuStorage::BF16(o)) => {
+                    o.as_slice_mut().map(|o| o.copy_from_slice(s))
+                }
+                (HostSlice::U32(s), CpuStorage::U32(o)) => {
+                    o.as_slice_mut().map(|o| o.copy_from_slice(s))
+                }
+                _ => None,
+            };
+            copied.ok_or_else(|| "output buffer of another dtype or layout".to_string())
+        })
     }
 
     fn download(&self, x: &Tensor) -> Result<HostData> {
@@ -295,16 +324,19 @@ impl Backend for CpuBackend {
         })
     }
 
+    fn download_f32_into(&self, x: &Tensor, out: &mut Vec<f32>) -> Result<()> {
+        let values = self.f32s("download_f32_into", "x", x)?;
+        out.clear();
+        out.extend_from_slice(values);
+        Ok(())
+    }
+
     fn zeros(&self, shape: &Shape, dtype: DType) -> Result<Tensor> {
         const OP: &str = "zeros";
-        let n = shape.checked_elem_count(OP)?;
-        let storage = match dtype {
-            DType::F32 => CpuStorage::F32(array(OP, shape, vec![0.0; n])?),
-            DType::F16 => CpuStorage::F16(array(OP, shape, vec![f16::ZERO; n])?),
-            DType::BF16 => CpuStorage::BF16(array(OP, shape, vec![bf16::ZERO; n])?),
-            DType::U32 => CpuStorage::U32(array(OP, shape, vec![0; n])?),
-        };
-        wrap(OP, shape.clone(), storage)
+        shape.checked_elem_count(OP)?;
+        // Never from the pool: zeros are what in-place writes start from (the KV cache), and a pooled buffer is
+        // shared with the pool, so the first write would copy it.
+        wrap(OP, shape.clone(), pool::zeroed(dtype, shape))
     }
 
     fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
@@ -339,8 +371,9 @@ impl Backend for CpuBackend {
         const OP: &str = "matmul";
         let d = ops::matmul_dims(a.shape(), b.shape(), spec)?;
         let (av, bv) = (self.f32s(OP, "a", a)?, self.weights(OP, "b", b)?);
-        let out = self.run(|| matmul::matmul(av, bv, &d, spec, self.threads, None, None));
-        wrap_f32(OP, d.out, out)
+        self.compute_f32(OP, d.out.clone(), |out| {
+            matmul::matmul(av, bv, &d, spec, self.threads, None, None, out)
+        })
     }
 
     fn linear(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
@@ -380,29 +413,31 @@ impl Backend for CpuBackend {
 
     fn unary(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
         let xv = self.f32s("unary", "x", x)?;
-        let out = self.run(|| elementwise::unary(op, xv));
-        wrap_f32("unary", x.shape().clone(), out)
+        self.compute_f32("unary", x.shape().clone(), |out| {
+            elementwise::unary(op, xv, out)
+        })
     }
 
     fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         const OP: &str = "binary";
         ops::broadcast_dims(OP, a.shape(), b.shape())?;
         let (av, bv) = (self.f32s(OP, "a", a)?, self.f32s(OP, "b", b)?);
-        let out = self.run(|| elementwise::binary(op, av, bv));
-        wrap_f32(OP, a.shape().clone(), out)
+        self.compute_f32(OP, a.shape().clone(), |out| {
+            elementwise::binary(op, av, bv, out)
+        })
     }
 
     fn affine(&self, x: &Tensor, mul: f32, add: f32) -> Result<Tensor> {
         let xv = self.f32s("affine", "x", x)?;
-        let out = self.run(|| elementwise::map(xv, |v| v * mul + add));
-        wrap_f32("affine", x.shape().clone(), out)
+        self.compute_f32("affine", x.shape().clone(), |out| {
+            elementwise::map(xv, out, |v| v * mul + add)
+        })
     }
 
     fn geglu(&self, x: &Tensor) -> Result<Tensor> {
         let (_, f, shape) = ops::geglu_dims(x.shape())?;
         let xv = self.f32s("geglu", "x", x)?;
-        let out = self.run(|| elementwise::geglu(xv, f));
-        wrap_f32("geglu", shape, out)
+        self.compute_f32("geglu", shape, |out| elementwise::geglu(xv, f, out))
     }
 
     fn layer_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Tensor> {
@@ -413,8 +448,9 @@ impl Backend for CpuBackend {
             self.f32s(OP, "gamma", gamma)?,
             self.f32s(OP, "beta", beta)?,
         );
-        let out = self.run(|| norm::layer_norm(xv, d, g, b, eps));
-        wrap_f32(OP, x.shape().clone(), out)
+        self.compute_f32(OP, x.shape().clone(), |out| {
+            norm::layer_norm(xv, d, g, b, eps, out)
+        })
     }
 
     fn group_norm(
@@ -432,22 +468,25 @@ impl Backend for CpuBackend {
             self.f32s(OP, "gamma", gamma)?,
             self.f32s(OP, "beta", beta)?,
         );
-        let out = self.run(|| norm::group_norm(xv, &d, g, b, eps));
-        wrap_f32(OP, x.shape().clone(), out)
+        self.compute_f32(OP, x.shape().clone(), |out| {
+            norm::group_norm(xv, &d, g, b, eps, out)
+        })
     }
 
     fn softmax(&self, x: &Tensor) -> Result<Tensor> {
         let d = x.shape().last_dim("softmax")?;
         let xv = self.f32s("softmax", "x", x)?;
-        let out = self.run(|| norm::softmax(xv, d, false));
-        wrap_f32("softmax", x.shape().clone(), out)
+        self.compute_f32("softmax", x.shape().clone(), |out| {
+            norm::softmax(xv, d, false, out)
+        })
     }
 
     fn log_softmax(&self, x: &Tensor) -> Result<Tensor> {
         let d = x.shape().last_dim("log_softmax")?;
         let xv = self.f32s("log_softmax", "x", x)?;
-        let out = self.run(|| norm::softmax(xv, d, true));
-        wrap_f32("log_softmax", x.shape().clone(), out)
+        self.compute_f32("log_softmax", x.shape().clone(), |out| {
+            norm::softmax(xv, d, true, out)
+        })
     }
 
     fn attention(
@@ -464,8 +503,9 @@ impl Backend for CpuBackend {
             self.f32s(OP, "k", k)?,
             self.f32s(OP, "v", v)?,
         );
-        let out = self.run(|| attention::attention(qv, kv, vv, &d, spec));
-        wrap_f32(OP, Shape::new([d.b, d.h, d.tq, d.dv]), out)
+        self.compute_f32(OP, Shape::new([d.b, d.h, d.tq, d.dv]), |out| {
+            attention::attention(qv, kv, vv, &d, spec, out)
+        })
     }
 
     fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
@@ -473,16 +513,18 @@ impl Backend for CpuBackend {
         let (v, d, shape) = ops::embedding_dims(table.shape(), ids.shape())?;
         let (t, idv) = (self.f32s(OP, "table", table)?, self.u32s(OP, "ids", ids)?);
         ops::check_ids(idv, v)?;
-        let mut out = Vec::with_capacity(idv.len() * d);
-        for &id in idv {
-            if id == ops::PAD_ID {
-                out.resize(out.len() + d, 0.0);
-            } else {
-                let r = id as usize * d;
-                out.extend_from_slice(&t[r..r + d]);
+        self.compute_f32(OP, shape, |out| {
+            if d == 0 {
+                return;
             }
-        }
-        wrap_f32(OP, shape, out)
+            for (row, &id) in out.chunks_exact_mut(d).zip(idv) {
+                // PAD_ID rows stay zero.
+                if id != ops::PAD_ID {
+                    let r = id as usize * d;
+                    row.copy_from_slice(&t[r..r + d]);
+                }
+            }
+        })
     }
 
     fn conv2d(
@@ -496,8 +538,9 @@ impl Backend for CpuBackend {
         let d = ops::conv2d_dims(x.shape(), w.shape(), bias.map(|b| b.shape()), spec)?;
         let (xv, wv) = (self.f32s(OP, "x", x)?, self.f32s(OP, "w", w)?);
         let bv = bias.map(|b| self.f32s(OP, "bias", b)).transpose()?;
-        let out = self.run(|| conv::conv2d(xv, wv, bv, &d, self.threads));
-        wrap_f32(OP, Shape::new([d.n, d.o, d.oh, d.ow]), out)
+        self.compute_f32(OP, Shape::new([d.n, d.o, d.oh, d.ow]), |out| {
+            conv::conv2d(xv, wv, bv, &d, self.threads, out)
+        })
     }
 
     fn concat(&self, xs: &[&Tensor], axis: usize) -> Result<Tensor> {
@@ -523,19 +566,18 @@ impl Backend for CpuBackend {
             .zip(xs)
             .map(|(s, t)| (*s, t.dims()))
             .collect();
-        wrap(
-            OP,
-            shape,
-            layout::concat(&with_dims, axis).map_err(|e| internal(OP, e))?,
-        )
+        self.compute(OP, dtype, shape, |out| {
+            layout::concat(&with_dims, axis, out)
+        })
     }
 
     fn slice(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
         const OP: &str = "slice";
         let (shape, _, _, _) = ops::slice_dims(x.shape(), axis, start, len)?;
-        let out = layout::slice(self.storage(OP, x)?, x.dims(), axis, start, len)
-            .map_err(|e| internal(OP, e))?;
-        wrap(OP, shape, out)
+        let src = self.storage(OP, x)?;
+        self.compute(OP, x.dtype(), shape, |out| {
+            layout::slice(src, x.dims(), axis, start, len, out)
+        })
     }
 
     fn slice_assign(
@@ -556,9 +598,10 @@ impl Backend for CpuBackend {
     fn permute(&self, x: &Tensor, perm: &[usize]) -> Result<Tensor> {
         const OP: &str = "permute";
         let shape = ops::permute_dims(x.shape(), perm)?;
-        let out =
-            layout::permute(self.storage(OP, x)?, x.dims(), perm).map_err(|e| internal(OP, e))?;
-        wrap(OP, shape, out)
+        let src = self.storage(OP, x)?;
+        self.compute(OP, x.dtype(), shape, |out| {
+            layout::permute(src, x.dims(), perm, out)
+        })
     }
 }
 

@@ -14,10 +14,16 @@ fn mean_var(x: &[f32]) -> (f32, f32) {
 }
 
 /// LayerNorm over rows of `d`.
-pub(crate) fn layer_norm(x: &[f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+pub(crate) fn layer_norm(
+    x: &[f32],
+    d: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    out: &mut [f32],
+) {
     if d == 0 {
-        return out;
+        return;
     }
     out.par_chunks_mut(d)
         .zip(x.par_chunks(d))
@@ -28,7 +34,6 @@ pub(crate) fn layer_norm(x: &[f32], d: usize, gamma: &[f32], beta: &[f32], eps: 
                 *o = (v - mean) * inv * g + b;
             }
         });
-    out
 }
 
 /// GroupNorm on NCHW: the channels of one group are contiguous in memory, so each (n, group) is one slice.
@@ -38,12 +43,12 @@ pub(crate) fn group_norm(
     gamma: &[f32],
     beta: &[f32],
     eps: f32,
-) -> Vec<f32> {
+    out: &mut [f32],
+) {
     let cg = d.c / d.groups;
     let group_len = cg * d.hw;
-    let mut out = vec![0.0f32; x.len()];
     if group_len == 0 {
-        return out;
+        return;
     }
     out.par_chunks_mut(group_len)
         .zip(x.par_chunks(group_len))
@@ -59,14 +64,12 @@ pub(crate) fn group_norm(
                 }
             }
         });
-    out
 }
 
 /// Softmax (or log-softmax) over rows of `d`, max-subtracted.
-pub(crate) fn softmax(x: &[f32], d: usize, log: bool) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+pub(crate) fn softmax(x: &[f32], d: usize, log: bool, out: &mut [f32]) {
     if d == 0 {
-        return out;
+        return;
     }
     out.par_chunks_mut(d)
         .zip(x.par_chunks(d))
@@ -81,5 +84,4 @@ pub(crate) fn softmax(x: &[f32], d: usize, log: bool) -> Vec<f32> {
                 math::scale(o, 1.0 / sum);
             }
         });
-    out
 }

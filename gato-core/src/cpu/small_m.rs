@@ -204,6 +204,35 @@ pub(crate) fn matmul(
 /// Memory-bound regime: threads split `K`, each streams its contiguous rows of `W` once (`acc[r] += x[r, kk] ·
 /// W[kk, :]`, every row read front to back) into its own partial `[M, N]`; the partials are then summed.
 fn stream(out: &mut [f32], p: &Product<'_>) {
+    let (m, k, n) = (p.m, p.k, p.n);
+    let chunks = (rayon::current_num_threads() * 2).clamp(1, k.max(1));
+    let per = k.div_ceil(chunks).max(1);
+    let len = k.div_ceil(per) * m * n;
+    // The partials live in a per-thread buffer kept between calls (decoding allocates nothing). A thread that
+    // runs a second product while waiting on its first (rayon work stealing) finds it borrowed and allocates.
+    PARTIALS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => stream_into(out, p, per, grown(&mut buf, len)),
+        Err(_) => stream_into(out, p, per, &mut vec![0.0; len]),
+    });
+}
+
+/// `buf[..len]`, growing `buf` when it is shorter.
+fn grown(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
+thread_local! {
+    /// Per thread, [`stream`]'s partial sums.
+    static PARTIALS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per thread, one f16 weight row widened to f32.
+    static WIDE_ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`stream`] with `parts` (one `[M, N]` partial per chunk of `per` rows of `W`) as scratch.
+fn stream_into(out: &mut [f32], p: &Product<'_>, per: usize, parts: &mut [f32]) {
     let Product {
         x,
         w,
@@ -214,17 +243,11 @@ fn stream(out: &mut [f32], p: &Product<'_>) {
         bias,
         act,
     } = *p;
-    let chunks = (rayon::current_num_threads() * 2).clamp(1, k.max(1));
-    let per = k.div_ceil(chunks);
-    let partials: Vec<Vec<f32>> = (0..k.div_ceil(per.max(1)))
-        .into_par_iter()
-        .map(|ci| {
-            let mut acc = vec![0.0f32; m * n];
-            let mut row = if matches!(w, Weights::F16(_)) {
-                vec![0.0f32; n]
-            } else {
-                Vec::new()
-            };
+    parts
+        .par_chunks_mut(m * n)
+        .enumerate()
+        .for_each(|(ci, acc)| {
+            acc.fill(0.0);
             for kk in ci * per..((ci + 1) * per).min(k) {
                 let wr = kk * n..(kk + 1) * n;
                 match w {
@@ -239,18 +262,22 @@ fn stream(out: &mut [f32], p: &Product<'_>) {
                         }
                     }
                     Weights::F16(_) => {
-                        w.widen_into(wr.start, &mut row);
-                        for r in 0..m {
-                            axpy(&mut acc[r * n..(r + 1) * n], x[r * k + kk], &row);
-                        }
+                        let mut widen = |row: &mut [f32]| {
+                            w.widen_into(wr.start, row);
+                            for r in 0..m {
+                                axpy(&mut acc[r * n..(r + 1) * n], x[r * k + kk], row);
+                            }
+                        };
+                        WIDE_ROW.with(|cell| match cell.try_borrow_mut() {
+                            Ok(mut row) => widen(grown(&mut row, n)),
+                            Err(_) => widen(&mut vec![0.0; n]),
+                        });
                     }
                 }
             }
-            acc
-        })
-        .collect();
+        });
     // Sum the partials slice by slice (vectorised), then scale and add the bias per row.
-    let mut parts = partials.iter();
+    let mut parts = parts.chunks(m * n);
     match parts.next() {
         Some(first) => out.copy_from_slice(first),
         None => out.fill(0.0),

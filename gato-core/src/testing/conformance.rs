@@ -96,7 +96,7 @@ fn close(
     Ok(())
 }
 
-/// Upload/download round trip for every supported dtype, and `zeros`.
+/// Upload/download round trip for every supported dtype, `download_f32_into`, and `zeros`.
 pub fn memory(b: &dyn Backend) -> Result<(), String> {
     run(
         (prop::collection::vec(1usize..5, 0..4), any::<u64>()),
@@ -121,6 +121,20 @@ pub fn memory(b: &dyn Backend) -> Result<(), String> {
                 prop_assert_eq!(&ok("download", b.download(&t))?, &data);
                 let z = ok("zeros", b.zeros(&shape, data.dtype()))?;
                 prop_assert!(down(b, &z)?.iter().all(|&v| v == 0.0));
+                // `download_f32_into` replaces what the vector held with the f32 values, and refuses other
+                // dtypes, leaving the vector as it was.
+                let mut into = vec![7.0f32; 3];
+                let got = b.download_f32_into(&t, &mut into);
+                match &data {
+                    HostData::F32(v) => {
+                        ok("download_f32_into", got)?;
+                        prop_assert_eq!(&into, v);
+                    }
+                    _ => {
+                        prop_assert!(got.is_err(), "download_f32_into accepted {}", data.dtype());
+                        prop_assert_eq!(&into, &vec![7.0f32; 3]);
+                    }
+                }
             }
             Ok(())
         },
