@@ -4,12 +4,16 @@
 
 use gato_core::{Backend, HostSlice, Result, Shape, Tensor, TokenBatch, PAD_ID};
 
+/// Table rows, one per position; up to 64 positions (an observation, a decoded token) are held inline, so
+/// acting allocates nothing here.
+pub type PositionRows = smallvec::SmallVec<[u32; 64]>;
+
 /// Row index per position of the batch: `row(i)` for real positions, `PAD_ID` for padding or where it is `None`.
 pub(crate) fn position_rows(
     batch: &TokenBatch,
     mut row: impl FnMut(usize) -> Result<Option<u32>>,
-) -> Result<Vec<u32>> {
-    let mut ids = Vec::with_capacity(batch.batch * batch.seq_len);
+) -> Result<PositionRows> {
+    let mut ids = PositionRows::with_capacity(batch.batch * batch.seq_len);
     for b in 0..batch.batch {
         for t in 0..batch.seq_len {
             let i = b * batch.seq_len + t;

@@ -49,7 +49,11 @@ impl InputEmbedding {
     ) -> Result<Tensor> {
         batch.validate(self.patch.patch_len())?;
         let mut sum: Option<Tensor> = None;
+        // A contribution that is zero everywhere in this batch adds nothing (x + 0 = x): skipped.
         for c in self.contributions() {
+            if !c.applies_to(batch) && sum.is_some() {
+                continue;
+            }
             let x = c.forward(backend, batch, mode)?;
             sum = Some(match sum {
                 None => x,

@@ -19,6 +19,7 @@ mod patch_position;
 mod residual;
 
 pub use discrete::{DiscreteEmbedding, TOKENS_PARAM};
+pub use gather::PositionRows;
 pub use gato_core::{Embedding, EmbeddingMode, TokenBatch};
 pub use init::{truncated_normal, RandomInit};
 pub use input::InputEmbedding;

@@ -2,7 +2,7 @@
 //! of its timestep. Actions and the separator get none by default; with `action_local_position = shared` they all
 //! use one extra row (index `local_position_encoding_size`).
 
-use crate::gather::{gather, position_rows};
+use crate::gather::{gather, position_rows, PositionRows};
 use gato_core::{
     ActionLocalPosition, Backend, Embedding, EmbeddingMode, Error, GatoConfig, Init, ParamSource,
     Result, Shape, Tensor, TokenBatch,
@@ -31,7 +31,7 @@ impl LocalPositionEncoding {
     }
 
     /// Index of each position in the table, or `PAD_ID`.
-    pub fn indices(&self, batch: &TokenBatch) -> Result<Vec<u32>> {
+    pub fn indices(&self, batch: &TokenBatch) -> Result<PositionRows> {
         position_rows(batch, |i| match batch.local_position[i] {
             Some(p) if p as usize >= self.rows => Err(Error::OutOfRange {
                 op: "LocalPositionEncoding",

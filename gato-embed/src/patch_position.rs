@@ -3,7 +3,7 @@
 //! training draws a uniform index in `[lo, hi)`, evaluation uses `(lo + hi) / 2`. The row and column embeddings
 //! are added.
 
-use crate::gather::{gather, position_rows};
+use crate::gather::{gather, position_rows, PositionRows};
 use gato_core::{
     bucket_range, Backend, BinaryOp, Embedding, EmbeddingMode, GatoConfig, Init, Modality,
     ParamSource, Result, Shape, Tensor, TokenBatch, PAD_ID,
@@ -35,7 +35,7 @@ impl PatchPositionEncoding {
     }
 
     /// The (row, column) bucket index of every position (`PAD_ID` for non-patches).
-    pub fn indices(&self, batch: &TokenBatch, mode: EmbeddingMode) -> (Vec<u32>, Vec<u32>) {
+    pub fn indices(&self, batch: &TokenBatch, mode: EmbeddingMode) -> (PositionRows, PositionRows) {
         let mut rng = match mode {
             EmbeddingMode::Train { seed } => Some(StdRng::seed_from_u64(seed)),
             EmbeddingMode::Eval => None,
@@ -45,7 +45,7 @@ impl PatchPositionEncoding {
             None => (lo + hi) / 2,
         };
         // Row bucket per position through the shared helper; the column bucket of the same position alongside.
-        let mut cols = vec![PAD_ID; batch.batch * batch.seq_len];
+        let mut cols: PositionRows = smallvec::smallvec![PAD_ID; batch.batch * batch.seq_len];
         let rows = position_rows(batch, |i| {
             if batch.modality[i] != Modality::Image {
                 return Ok(None);
@@ -81,5 +81,10 @@ impl Embedding for PatchPositionEncoding {
             (PATCH_ROW_PARAM.to_string(), self.rows.clone()),
             (PATCH_COL_PARAM.to_string(), self.cols.clone()),
         ]
+    }
+
+    /// Only image patches get this contribution.
+    fn applies_to(&self, batch: &TokenBatch) -> bool {
+        batch.modality.contains(&Modality::Image)
     }
 }

@@ -185,4 +185,9 @@ impl Embedding for ResidualEmbedding {
     fn parameters(&self) -> Vec<(String, Tensor)> {
         self.names.clone()
     }
+
+    /// Only image patches get this contribution.
+    fn applies_to(&self, batch: &TokenBatch) -> bool {
+        batch.modality.contains(&Modality::Image)
+    }
 }

@@ -72,8 +72,10 @@ impl Attention {
             Some(c) => {
                 let offset = c.len();
                 let (kk, vv) = c.append(be, kk, vv)?;
-                // The buffers hold `capacity` slots; the filled ones are the first `c.len()`.
-                (kk, vv, offset + first_query, Some(vec![c.len(); b]))
+                // The buffers hold `capacity` slots, of which the first `c.len()` are filled. The causal mask
+                // already stops there: the last query sits at position `c.len() − 1` and sees keys up to it, so
+                // no key-length list is needed (nor allocated per token).
+                (kk, vv, offset + first_query, None)
             }
             None => (kk, vv, first_query, kv_len),
         };

@@ -10,7 +10,7 @@
 use gato_core::{Backend, Error, Result, Tensor, TokenBatch};
 
 use crate::kv_cache::LayerCache;
-use crate::model::GatoTransformer;
+use crate::model::{single_token, GatoTransformer};
 
 /// What [`DecodeState`] does with the KV cache when the oldest timesteps leave the context window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,17 +48,23 @@ pub struct DecodeState {
     context: usize,
     rebuilds: usize,
     policy: WindowPolicy,
+    /// The batch [`DecodeState::push_token`] refills for each token.
+    token: TokenBatch,
 }
 
 impl DecodeState {
     /// An empty state for `model`.
     pub fn new(model: &GatoTransformer) -> Self {
+        let context = model.config().token_sequence_length;
+        let mut history = TokenBatch::default();
+        history.reserve(context);
         DecodeState {
-            cache: vec![LayerCache::default(); model.blocks.len()],
-            history: TokenBatch::default(),
-            context: model.config().token_sequence_length,
+            cache: vec![LayerCache::with_capacity(context); model.blocks.len()],
+            history,
+            context,
             rebuilds: 0,
             policy: WindowPolicy::default(),
+            token: single_token(0, 0, None),
         }
     }
 
@@ -139,6 +145,26 @@ impl DecodeState {
         self.push_with(model, be, new, true)
     }
 
+    /// One discrete token (a sampled action token) at `timestep` with `local_position`: the same as
+    /// [`Self::push_last`] of [`single_token`]`(id, timestep, local_position)`, refilling one batch held here, so
+    /// that the acting loop — logits ([`last_logits_in_into`]), sample, push — allocates nothing per token.
+    pub fn push_token(
+        &mut self,
+        model: &GatoTransformer,
+        be: &dyn Backend,
+        id: u32,
+        timestep: u32,
+        local_position: Option<u32>,
+    ) -> Result<Tensor> {
+        let mut token = std::mem::take(&mut self.token);
+        token.ids[0] = id;
+        token.timestep[0] = timestep;
+        token.local_position[0] = local_position;
+        let h = self.push_with(model, be, &token, true);
+        self.token = token;
+        h
+    }
+
     fn push_with(
         &mut self,
         model: &GatoTransformer,
@@ -156,9 +182,14 @@ impl DecodeState {
         if self.len() + incoming > self.context {
             let cut = self.cut_point(incoming)?;
             self.history = self.history.slice_single(cut..self.len())?;
+            self.history
+                .reserve(self.context.saturating_sub(self.len()));
             match self.policy {
                 WindowPolicy::Rebuild => {
-                    self.cache = vec![LayerCache::default(); model.blocks.len()];
+                    // Emptied, not reallocated: the buffers are rewritten from the first slot.
+                    for c in &mut self.cache {
+                        c.truncate(0);
+                    }
                     if !self.is_empty() {
                         // Only the keys and values matter here; the outputs are discarded.
                         model.extend_cache_last(be, &mut self.cache, &self.history)?;
@@ -196,7 +227,9 @@ impl DecodeState {
 
 /// Logits of the last position of hidden states `[1, t, W]` → host vector of `vocab` values.
 pub fn last_logits(model: &GatoTransformer, be: &dyn Backend, hidden: &Tensor) -> Result<Vec<f32>> {
-    logits_of_last(be, hidden, model.output_table())
+    let mut out = Vec::new();
+    logits_of_last(be, hidden, model.output_table(), &mut out)?;
+    Ok(out)
 }
 
 /// Logits of the last position for the ids in `range` only (SPEC §7: an action token's legal ids), computed against
@@ -207,16 +240,44 @@ pub fn last_logits_in(
     hidden: &Tensor,
     range: std::ops::Range<u32>,
 ) -> Result<Vec<f32>> {
-    let rows = model.output_rows(be, range)?;
-    logits_of_last(be, hidden, &rows)
+    let mut out = Vec::new();
+    last_logits_in_into(model, be, hidden, range, &mut out)?;
+    Ok(out)
 }
 
-/// `h_last · tableᵀ` for the last position of `[1, t, W]`, downloaded.
-fn logits_of_last(be: &dyn Backend, hidden: &Tensor, table: &Tensor) -> Result<Vec<f32>> {
-    let t = hidden.dims()[1];
+/// [`last_logits_in`] into `out` (replacing what it held): with `out` reused from token to token, the acting
+/// loop allocates nothing here.
+pub fn last_logits_in_into(
+    model: &GatoTransformer,
+    be: &dyn Backend,
+    hidden: &Tensor,
+    range: std::ops::Range<u32>,
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    let rows = model.output_rows(be, range)?;
+    logits_of_last(be, hidden, &rows, out)
+}
+
+/// `h_last · tableᵀ` for the last position of `[1, t, W]`, downloaded into `out`.
+fn logits_of_last(
+    be: &dyn Backend,
+    hidden: &Tensor,
+    table: &Tensor,
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    let &[_, t, _] = hidden.dims() else {
+        return Err(Error::shape(
+            "last_logits",
+            format!("hidden states must be [B, t, W], got {}", hidden.shape()),
+        ));
+    };
+    if t == 0 {
+        return Err(Error::invalid(
+            "last_logits",
+            "no position to predict from (t = 0)",
+        ));
+    }
     let last = be.slice(hidden, 1, t - 1, 1)?;
     let logits = be.matmul(&last, table, &gato_core::MatmulSpec::nt())?;
-    be.download(&logits)?
-        .into_f32()
-        .ok_or_else(|| Error::invalid("last_logits", "logits are not f32"))
+    be.download_f32_into(&logits, out)
 }

@@ -7,7 +7,8 @@
 
 use gato_core::{Backend, Result, Shape, Tensor};
 
-/// Capacity (tokens) of a cache's first allocation; it doubles when full.
+/// Capacity (tokens) of a cache's first allocation unless [`LayerCache::with_capacity`] asks for more; it
+/// doubles when full.
 const MIN_CAPACITY: usize = 64;
 
 /// Keys and values of one layer: `[1, H, capacity, K]` buffers of which the first `len` tokens are filled.
@@ -18,9 +19,20 @@ pub struct LayerCache {
     k: Option<Tensor>,
     v: Option<Tensor>,
     len: usize,
+    /// Slots the first allocation holds at least (0: [`MIN_CAPACITY`]).
+    reserve: usize,
 }
 
 impl LayerCache {
+    /// An empty cache whose first append allocates room for `tokens` (the context window, for acting: the
+    /// buffers are then allocated once, and no later token waits for them to grow).
+    pub fn with_capacity(tokens: usize) -> Self {
+        LayerCache {
+            reserve: tokens,
+            ..Default::default()
+        }
+    }
+
     /// Tokens cached.
     pub fn len(&self) -> usize {
         self.len
@@ -43,7 +55,10 @@ impl LayerCache {
         let t = k.dims()[2];
         let needed = self.len + t;
         if needed > self.capacity() {
-            let cap = needed.max(2 * self.capacity()).max(MIN_CAPACITY);
+            let cap = needed
+                .max(2 * self.capacity())
+                .max(MIN_CAPACITY)
+                .max(self.reserve);
             self.k = Some(self.grown(be, self.k.as_ref(), &k, cap)?);
             self.v = Some(self.grown(be, self.v.as_ref(), &v, cap)?);
         }

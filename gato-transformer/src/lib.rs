@@ -17,7 +17,7 @@ pub mod layers;
 pub mod model;
 pub mod sampler;
 
-pub use decode::{last_logits, last_logits_in, DecodeState, WindowPolicy};
+pub use decode::{last_logits, last_logits_in, last_logits_in_into, DecodeState, WindowPolicy};
 pub use gato_core::{count_parameters, GatoConfig, ParameterCount};
 pub use model::{masked_cross_entropy, single_token, GatoTransformer, LossReport};
 pub use sampler::{ActionSampler, Sampling};

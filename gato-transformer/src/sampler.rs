@@ -78,15 +78,15 @@ impl ActionSampler {
             Sampling::Argmax => best,
             Sampling::Temperature(t) => {
                 let max = row[best] as f64;
-                let w: Vec<f64> = row
-                    .iter()
-                    .map(|&x| ((x as f64 - max) / t as f64).exp())
-                    .collect();
-                let total: f64 = w.iter().sum();
+                // Each weight is computed twice (for the total, then for the walk) instead of stored: the
+                // acting loop allocates nothing, and the same function gives the same bits both times.
+                let weight = |x: f32| ((x as f64 - max) / t as f64).exp();
+                let total: f64 = row.iter().map(|&x| weight(x)).sum();
                 let mut u = self.rng.random::<f64>() * total;
-                let mut chosen = w.len() - 1;
-                for (i, wi) in w.iter().enumerate() {
-                    if u < *wi {
+                let mut chosen = row.len() - 1;
+                for (i, &x) in row.iter().enumerate() {
+                    let wi = weight(x);
+                    if u < wi {
                         chosen = i;
                         break;
                     }

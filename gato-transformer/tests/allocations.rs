@@ -1,25 +1,29 @@
-//! What decoding one token allocates, counted by a global allocator (its own test binary, so no other test's
-//! allocations mix in). Guards the KV cache against copying itself per token: a decoded token may allocate its
-//! own activations, never a buffer the size of the cache.
+//! What acting allocates, counted by a global allocator (its own test binary, one test, so no other test's
+//! allocations mix in).
+//!
+//! The per-token acting loop — logits of the legal ids into a reused vector, sampling, pushing the sampled token —
+//! must allocate nothing once warm (issue 7): the CPU backend recycles its output buffers, shapes are inline,
+//! scratch space is kept per thread. An observation pushed as a batch may allocate (its token batch, attention
+//! tiles), but never a buffer the size of the KV cache.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gato_core::cpu::CpuBackend;
-use gato_core::GatoConfig;
-use gato_transformer::{last_logits_in, single_token, DecodeState, GatoTransformer};
+use gato_core::{run_scoped, DType, GatoConfig, Modality, TokenBatch};
+use gato_transformer::{
+    last_logits_in_into, single_token, ActionSampler, DecodeState, GatoTransformer, Sampling,
+};
 
 struct Counting;
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
-static BYTES: AtomicUsize = AtomicUsize::new(0);
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         CALLS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(layout.size(), Ordering::Relaxed);
         LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
         System.alloc(layout)
     }
@@ -31,50 +35,112 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// Allocations made by `f`, and the largest one.
+fn counted<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
+    LARGEST.store(0, Ordering::Relaxed);
+    let before = CALLS.load(Ordering::Relaxed);
+    let out = f();
+    (
+        out,
+        CALLS.load(Ordering::Relaxed) - before,
+        LARGEST.load(Ordering::Relaxed),
+    )
+}
+
+/// `n` continuous-observation tokens of timestep `t` followed by the separator, as one batch.
+fn observation(n: usize, t: u32) -> TokenBatch {
+    let mut b = single_token(32000, t, Some(0));
+    b.ids.clear();
+    b.modality.clear();
+    b.local_position.clear();
+    b.loss.clear();
+    b.timestep.clear();
+    for i in 0..=n {
+        let sep = i == n;
+        b.ids.push(if sep {
+            33024
+        } else {
+            32000 + (i as u32 * 37) % 1024
+        });
+        b.modality.push(if sep {
+            Modality::Separator
+        } else {
+            Modality::Continuous
+        });
+        b.local_position.push((!sep).then_some(i as u32));
+        b.loss.push(false);
+        b.timestep.push(t);
+    }
+    b.seq_len = n + 1;
+    b.lengths = vec![n + 1];
+    b
+}
+
 #[test]
-fn a_decoded_token_allocates_its_activations_not_the_cache() {
+fn the_per_token_acting_loop_allocates_nothing() {
     let c = GatoConfig::tiny();
     let be = CpuBackend::new(Some(2)).unwrap();
-    let model = GatoTransformer::init(&be, &c, 0).unwrap();
-    let mut state = DecodeState::new(&model);
-    // 300 cached tokens; then decode 20 more, as acting does (legal-id logits, push_last).
-    let prompt: Vec<_> = (0..300u32)
-        .map(|i| single_token(32000 + i % 1024, i / 10, None))
-        .collect();
-    for t in &prompt {
-        state.push_last(&model, &be, t).unwrap();
-    }
-    let h = state
-        .push_last(&model, &be, &single_token(32000, 30, None))
+    // Weight layouts acting may use: as initialised (f32), and cast to 16 bits and laid out as `gato act` does.
+    for (dtype, pack) in [
+        (DType::F32, false),
+        (DType::F32, true),
+        (DType::BF16, true),
+        (DType::F16, false),
+    ] {
+        let mut model = GatoTransformer::init(&be, &c, 0).unwrap();
+        model.cast_block_weights(&be, dtype).unwrap();
+        if pack {
+            assert!(model.pack_block_weights(&be).unwrap());
+        }
+        let mut state = DecodeState::new(&model);
+        let mut sampler = ActionSampler::new(Sampling::Temperature(1.0), 7).unwrap();
+        let mut logits = Vec::new();
+        let legal = 32000..33024;
+        // Six timesteps of 39 observations + separator + 4 actions (270 tokens) warm the backend's buffers.
+        for t in 0..6u32 {
+            let mut h = state.push_last(&model, &be, &observation(39, t)).unwrap();
+            for _ in 0..4 {
+                last_logits_in_into(&model, &be, &h, legal.clone(), &mut logits).unwrap();
+                let id = sampler.sample_in(&logits, legal.start).unwrap();
+                h = state.push_token(&model, &be, id, t, None).unwrap();
+            }
+        }
+        // One more observation, counted: it may allocate, never a cache-sized buffer.
+        // One layer's key buffer: the context window's slots (a decode state reserves them) of `heads · kv` f32s.
+        let cache_buffer_bytes = c.attention_width() * 4 * c.token_sequence_length;
+        let (obs_h, obs_calls, obs_largest) =
+            counted(|| state.push_last(&model, &be, &observation(39, 6)).unwrap());
+        assert!(
+            obs_largest < cache_buffer_bytes,
+            "{dtype} packed={pack}: an observation made a {obs_largest}-byte allocation; one layer's key buffer \
+             is {cache_buffer_bytes} bytes (is the cache copied?)"
+        );
+        // The per-token loop, counted over 40 tokens.
+        let tokens = 40;
+        let mut h = obs_h;
+        // Inside the backend's scope, as `gato act` runs it: a call from outside the backend's threads hands its
+        // job to rayon, whose queue allocates a block every 63 hand-offs.
+        let ((), calls, largest) = run_scoped(&be, || {
+            Ok(counted(|| {
+                for i in 0..tokens {
+                    last_logits_in_into(&model, &be, &h, legal.clone(), &mut logits).unwrap();
+                    let id = sampler.sample_in(&logits, legal.start).unwrap();
+                    h = state.push_token(&model, &be, id, 6, Some(i % 4)).unwrap();
+                }
+            }))
+        })
         .unwrap();
-    last_logits_in(&model, &be, &h, 32000..33024).unwrap(); // warm the output-row cache
-    let (calls0, bytes0) = (CALLS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
-    LARGEST.store(0, Ordering::Relaxed);
-    let n = 20;
-    let mut h = h;
-    for i in 0..n {
-        let logits = last_logits_in(&model, &be, &h, 32000..33024).unwrap();
+        eprintln!(
+            "{dtype} weights, laid out: {pack}: {calls} allocations in {tokens} decoded tokens (largest {largest} \
+             bytes); the observation before them: {obs_calls} allocations, largest {obs_largest} bytes; \
+             pooled buffers (held, free): {:?}",
+            be.pooled_buffers()
+        );
+        assert_eq!(
+            calls, 0,
+            "{dtype} weights, laid out: {pack}: the acting loop allocated {calls} times in {tokens} tokens \
+             (largest {largest} bytes)"
+        );
         assert_eq!(logits.len(), 1024);
-        h = state
-            .push_last(&model, &be, &single_token(32000 + i, 31, None))
-            .unwrap();
     }
-    let calls = (CALLS.load(Ordering::Relaxed) - calls0) / n as usize;
-    let bytes = (BYTES.load(Ordering::Relaxed) - bytes0) / n as usize;
-    let largest = LARGEST.load(Ordering::Relaxed);
-    // One layer's cached keys (or values): heads · kv · 4 bytes per token.
-    let cache_layer_bytes = c.attention_width() * 4 * state.len();
-    eprintln!(
-        "per decoded token ({} cached): {calls} allocations, {bytes} bytes, largest {largest} bytes; \
-         one layer's cached keys: {cache_layer_bytes} bytes",
-        state.len()
-    );
-    assert!(
-        largest < cache_layer_bytes / 2,
-        "a {largest}-byte allocation per token: something copies the KV cache ({cache_layer_bytes} bytes per layer)"
-    );
-    assert!(
-        bytes < 2 * cache_layer_bytes,
-        "{bytes} bytes allocated per token"
-    );
 }
