@@ -143,4 +143,25 @@ fn the_per_token_acting_loop_allocates_nothing() {
         );
         assert_eq!(logits.len(), 1024);
     }
+    // The kernel width is chosen once per process: on an AVX-512 machine the AVX2 kernels (what a machine
+    // without AVX-512 runs) are checked by running this test again in a child process with them forced.
+    if cfg!(target_arch = "x86_64") && std::env::var_os("GATO_NO_AVX512").is_none() {
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "the_per_token_acting_loop_allocates_nothing",
+                "--nocapture",
+            ])
+            .env("GATO_NO_AVX512", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&child.stderr);
+        for line in err.lines().filter(|l| l.contains("allocations in")) {
+            eprintln!("AVX2 kernels: {line}");
+        }
+        assert!(
+            child.status.success(),
+            "with the AVX2 kernels (GATO_NO_AVX512=1):\n{err}"
+        );
+    }
 }

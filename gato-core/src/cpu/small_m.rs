@@ -316,26 +316,43 @@ fn packed(out: &mut [f32], p: &Product<'_>) {
     let groups = rayon::current_num_threads().clamp(1, panels);
     let per = panels.div_ceil(groups);
     (0..groups).into_par_iter().for_each(|g| {
-        // The packed panel starts on a cache line: every 16-float strip row is then one whole line, and no
-        // 64-byte vector load or store of the kernels splits across two.
-        let mut store = Vec::<f32>::new();
-        let mut wide = [0.0f32; PANEL];
-        for p in g * per..((g + 1) * per).min(panels) {
-            let c0 = p * PANEL;
-            let width = PANEL.min(n - c0);
-            let strips = width.div_ceil(STRIP);
-            // Only a partial last strip needs its tail zeroed; full strips are overwritten.
-            let buf = line_aligned(&mut store, strips * k * STRIP, !width.is_multiple_of(STRIP));
-            pack_panel(w, k, n, c0, width, buf, &mut wide);
-            // The next panel of this run, fetched into L2 during this panel's FMAs (one cache line per row per
-            // strip), so its packing does not wait on memory.
-            let next = (p + 1 < ((g + 1) * per).min(panels)).then(|| w.panel_lines(c0 + PANEL, n));
-            // SAFETY: this task alone writes columns [c0, c0 + width) of `out` (M × N).
-            unsafe { panel_product(out_ptr.get(), x, buf, m, k, n, c0, width, alpha, bias, next) };
-            // SAFETY: as above.
-            unsafe { panel_activation(out_ptr.get(), m, n, c0, width, act) };
-        }
+        with_store(|store| {
+            // The packed panel starts on a cache line: every 16-float strip row is then one whole line, and no
+            // 64-byte vector load or store of the kernels splits across two.
+            let mut wide = [0.0f32; PANEL];
+            for p in g * per..((g + 1) * per).min(panels) {
+                let c0 = p * PANEL;
+                let width = PANEL.min(n - c0);
+                let strips = width.div_ceil(STRIP);
+                // Only a partial last strip needs its tail zeroed; full strips are overwritten.
+                let buf = line_aligned(store, strips * k * STRIP, !width.is_multiple_of(STRIP));
+                pack_panel(w, k, n, c0, width, buf, &mut wide);
+                // The next panel of this run, fetched into L2 during this panel's FMAs (one cache line per row per
+                // strip), so its packing does not wait on memory.
+                let next =
+                    (p + 1 < ((g + 1) * per).min(panels)).then(|| w.panel_lines(c0 + PANEL, n));
+                // SAFETY: this task alone writes columns [c0, c0 + width) of `out` (M × N).
+                unsafe {
+                    panel_product(out_ptr.get(), x, buf, m, k, n, c0, width, alpha, bias, next)
+                };
+                // SAFETY: as above.
+                unsafe { panel_activation(out_ptr.get(), m, n, c0, width, act) };
+            }
+        })
     });
+}
+
+thread_local! {
+    /// Per thread, the scratch a panel is packed or widened into (kept, so acting allocates nothing).
+    static PANEL_STORE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's panel scratch, or a new vector if an outer product on this thread holds it.
+fn with_store<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    PANEL_STORE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut store) => f(&mut store),
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// Widen the panel of columns `[c0, c0 + width)` of `w` (`[K, N]`) into `buf`'s 16-column strips (strip `s` at
@@ -508,40 +525,41 @@ fn packed_rows(
     let groups = rayon::current_num_threads().clamp(1, panels);
     let per = panels.div_ceil(groups);
     (0..groups).into_par_iter().for_each(|g| {
-        let mut store = Vec::<f32>::new();
-        for p in g * per..((g + 1) * per).min(panels) {
-            let c0 = p * PANEL;
-            let width = PANEL.min(n - c0);
-            let range = c0 * k..(c0 + width.div_ceil(STRIP) * STRIP) * k;
-            // The next panel of this run, fetched during this one's FMAs.
-            let next = (p + 1 < ((g + 1) * per).min(panels)).then(|| {
-                let c1 = c0 + PANEL;
-                let (base, elem) = on_strips!(w, d => (d.as_ptr().cast::<u8>(), elem_size(d)));
-                NextPanel::strips(base, c1, PANEL.min(n - c1), k, elem)
-            });
-            #[cfg(target_arch = "x86_64")]
-            if x86::avx512() && width.is_multiple_of(STRIP) {
-                // The tile reads the strips as they are, f16/bf16 widened in registers. SAFETY: this task alone
-                // writes columns [c0, c0 + width) of `out` (M × N); the strips of this panel are `range`.
+        with_store(|store| {
+            for p in g * per..((g + 1) * per).min(panels) {
+                let c0 = p * PANEL;
+                let width = PANEL.min(n - c0);
+                let range = c0 * k..(c0 + width.div_ceil(STRIP) * STRIP) * k;
+                // The next panel of this run, fetched during this one's FMAs.
+                let next = (p + 1 < ((g + 1) * per).min(panels)).then(|| {
+                    let c1 = c0 + PANEL;
+                    let (base, elem) = on_strips!(w, d => (d.as_ptr().cast::<u8>(), elem_size(d)));
+                    NextPanel::strips(base, c1, PANEL.min(n - c1), k, elem)
+                });
+                #[cfg(target_arch = "x86_64")]
+                if x86::avx512() && width.is_multiple_of(STRIP) {
+                    // The tile reads the strips as they are, f16/bf16 widened in registers. SAFETY: this task alone
+                    // writes columns [c0, c0 + width) of `out` (M × N); the strips of this panel are `range`.
+                    unsafe {
+                        on_strips!(w, d => x86::panel512(
+                            out_ptr.get(), x, &d[range], m, k, n, c0, width, alpha, bias, next
+                        ));
+                        panel_activation(out_ptr.get(), m, n, c0, width, act);
+                    }
+                    continue;
+                }
+                let buf: &[f32] = match w {
+                    PackedView::F32(d) => &d[range],
+                    PackedView::F16(d) => widen_aligned(store, Weights::F16(d), range),
+                    PackedView::BF16(d) => widen_aligned(store, Weights::BF16(d), range),
+                };
+                // SAFETY: this task alone writes columns [c0, c0 + width) of `out` (M × N).
                 unsafe {
-                    on_strips!(w, d => x86::panel512(
-                        out_ptr.get(), x, &d[range], m, k, n, c0, width, alpha, bias, next
-                    ));
+                    panel_product(out_ptr.get(), x, buf, m, k, n, c0, width, alpha, bias, next);
                     panel_activation(out_ptr.get(), m, n, c0, width, act);
                 }
-                continue;
             }
-            let buf: &[f32] = match w {
-                PackedView::F32(d) => &d[range],
-                PackedView::F16(d) => widen_aligned(&mut store, Weights::F16(d), range),
-                PackedView::BF16(d) => widen_aligned(&mut store, Weights::BF16(d), range),
-            };
-            // SAFETY: this task alone writes columns [c0, c0 + width) of `out` (M × N).
-            unsafe {
-                panel_product(out_ptr.get(), x, buf, m, k, n, c0, width, alpha, bias, next);
-                panel_activation(out_ptr.get(), m, n, c0, width, act);
-            }
-        }
+        })
     });
 }
 
