@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use gato_core::{ActionLocalPosition, Backend, TokenBatch};
+use gato_core::{run_scoped, ActionLocalPosition, Backend, TokenBatch};
 use gato_tokenizers::{to_batch, FieldValue, SequenceBuilder, Timestep, TokenSequence};
 use gato_transformer::{
-    last_logits_in, single_token, ActionSampler, DecodeState, GatoTransformer, WindowPolicy,
+    last_logits_in_into, ActionSampler, DecodeState, GatoTransformer, WindowPolicy,
 };
 
 use crate::error::Result;
@@ -66,29 +66,36 @@ pub fn act_episode(
     };
     let n_actions = builder.action_tokens();
     let mut out = Vec::with_capacity(steps.len());
+    let mut logits = Vec::new();
     for (t, step) in steps.iter().enumerate() {
         let start = Instant::now();
-        let mut obs = TokenSequence::default();
-        builder.push_observation(t, step, &mut obs)?;
-        let mut h = state.push_last(model, be, &single(&obs))?;
-        let before_actions = state.len();
+        let mut obs_seq = TokenSequence::default();
+        builder.push_observation(t, step, &mut obs_seq)?;
+        let obs = single(&obs_seq);
+        let mut before_actions = 0;
         let mut tokens = Vec::with_capacity(n_actions);
-        for j in 0..n_actions {
-            let legal = builder.legal_action_ids(j).unwrap_or(0..0);
-            // Logits of the legal ids only (SPEC §7).
-            let logits = last_logits_in(model, be, &h, legal.clone())?;
-            let id = sampler.sample_in(&logits, legal.start)?;
-            tokens.push(id);
-            if j + 1 < n_actions {
-                h = state.push_last(model, be, &single_token(id, t as u32, action_local))?;
+        // The step on the backend's own threads (no hand-off per op); the action-token loop allocates nothing.
+        run_scoped(be, || {
+            let mut h = state.push_last(model, be, &obs)?;
+            before_actions = state.len();
+            for j in 0..n_actions {
+                let legal = builder.legal_action_ids(j).unwrap_or(0..0);
+                // Logits of the legal ids only (SPEC §7).
+                last_logits_in_into(model, be, &h, legal.clone(), &mut logits)?;
+                let id = sampler.sample_in(&logits, legal.start)?;
+                tokens.push(id);
+                if j + 1 < n_actions {
+                    h = state.push_token(model, be, id, t as u32, action_local)?;
+                }
             }
-        }
+            Ok(())
+        })?;
         let seconds = start.elapsed().as_secs_f64();
         let action = builder.decode_action(&tokens)?;
         // Teacher forcing: the recorded action replaces ours in the context.
         state.truncate(before_actions)?;
         let mut expert_seq = TokenSequence {
-            patch_len: obs.patch_len,
+            patch_len: obs_seq.patch_len,
             ..Default::default()
         };
         builder.push_action(t, step, &mut expert_seq)?;

@@ -18,6 +18,7 @@ use gato_cuda as _;
 use gato_tokenizers as _;
 
 pub mod agent;
+pub mod alloc_count;
 mod cli;
 mod commands;
 mod error;

@@ -543,7 +543,7 @@ fn bench_reports_its_flop_count_ceilings_and_both_weight_dtypes() {
         "--reps",
         "1",
         "--act-steps",
-        "1",
+        "3",
         "--json",
     ]);
     let (_, err) = text(&o);
@@ -587,6 +587,9 @@ fn bench_reports_its_flop_count_ceilings_and_both_weight_dtypes() {
     for a in acting {
         assert!(a["step_ms"].as_f64().unwrap() >= a["observation_ms"].as_f64().unwrap());
         assert!(a["token_bytes"].as_f64().unwrap() > 0.0);
+        // The `gato` binary counts allocations: the per-token acting loop makes none once warm (issue 7).
+        assert_eq!(a["token_allocations"].as_f64(), Some(0.0), "{a}");
+        assert!(a["observation_allocations"].as_u64().is_some(), "{a}");
     }
     assert!(acting[1]["token_bytes"].as_f64() < acting[0]["token_bytes"].as_f64());
 }

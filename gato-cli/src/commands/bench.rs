@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gato_core::diagnostics::measure_gemm;
-use gato_core::{count_parameters, Backend, DType, GatoConfig, Modality, TokenBatch};
-use gato_transformer::{last_logits_in, single_token, DecodeState, GatoTransformer, WindowPolicy};
+use gato_core::{count_parameters, run_scoped, Backend, DType, GatoConfig, Modality, TokenBatch};
+use gato_transformer::{
+    last_logits_in_into, single_token, DecodeState, GatoTransformer, WindowPolicy,
+};
 use serde_json::json;
 
 use super::Result;
-use crate::output;
+use crate::{alloc_count, output};
 
 const OBS: usize = 39;
 const ACT: usize = 4;
@@ -94,6 +96,12 @@ struct Acting {
     /// Bytes one decoded token reads: matrix weights, biases and norms, the cached keys and values, the legal rows
     /// of the output table.
     token_bytes: f64,
+    /// Heap allocations per decoded token (legal-id logits, pick, push), averaged over the tokens of every step
+    /// after the first (which warms the backend's buffer pool); `None` when this binary does not count
+    /// allocations.
+    token_allocations: Option<f64>,
+    /// Median heap allocations of an observation push.
+    observation_allocations: Option<u64>,
 }
 
 /// Acting with a prompt of `prompt` tokens in the KV cache (`policy` for a full window): `steps` control steps
@@ -109,39 +117,60 @@ fn act(
     let c = model.config();
     let mut state = DecodeState::with_policy(model, policy);
     state.push_last(model, be, &synthetic(prompt, 0))?;
-    let (mut step_s, mut obs_s, mut tok_s, mut cache_tokens) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Reserved up front, so recording a figure allocates nothing inside the counted loop.
+    let n = steps.max(1);
+    let (mut step_s, mut obs_s, mut tok_s, mut cache_tokens) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n * ACT),
+        Vec::with_capacity(n * ACT),
+    );
+    let (mut obs_allocs, mut tok_allocs, mut counted) = (Vec::with_capacity(n), 0u64, 0usize);
     let mut pending: Option<TokenBatch> = None;
-    for k in 0..steps.max(1) {
+    let mut logits = Vec::with_capacity(1024);
+    for k in 0..n {
         let t_idx = prompt / STEP + k;
         let obs = synthetic(STEP, t_idx).slice_single(0..OBS + 1)?;
         let s = Instant::now();
-        let input = match pending.take() {
-            Some(mut last) => {
-                last.extend_single(&obs)?;
-                last
+        // One step on the backend's own threads, as `gato act` runs it (no hand-off per op).
+        run_scoped(be, || {
+            let input = match pending.take() {
+                Some(mut last) => {
+                    last.extend_single(&obs)?;
+                    last
+                }
+                None => obs,
+            };
+            let a = alloc_count::allocations();
+            let mut h = state.push_last(model, be, &input)?;
+            obs_s.push(s.elapsed().as_secs_f64());
+            if let (Some(a), Some(b), true) = (a, alloc_count::allocations(), k > 0) {
+                obs_allocs.push(b - a);
             }
-            None => obs,
-        };
-        let mut h = state.push_last(model, be, &input)?;
-        obs_s.push(s.elapsed().as_secs_f64());
-        for j in 0..ACT {
-            // Logits of the legal (continuous) ids only, as acting does.
-            let logits = last_logits_in(model, be, &h, 32000..33024)?;
-            let best = logits
-                .iter()
-                .enumerate()
-                .fold(0, |b, (i, &x)| if x > logits[b] { i } else { b });
-            let token = single_token(32000 + best as u32, t_idx as u32, None);
-            if j + 1 < ACT {
-                let s = Instant::now();
-                cache_tokens.push(state.len());
-                h = state.push_last(model, be, &token)?;
-                tok_s.push(s.elapsed().as_secs_f64());
-            } else {
-                pending = Some(token);
+            for j in 0..ACT {
+                let a = alloc_count::allocations();
+                // Logits of the legal (continuous) ids only, as acting does.
+                last_logits_in_into(model, be, &h, 32000..33024, &mut logits)?;
+                let best = logits
+                    .iter()
+                    .enumerate()
+                    .fold(0, |b, (i, &x)| if x > logits[b] { i } else { b });
+                let id = 32000 + best as u32;
+                if j + 1 < ACT {
+                    let s = Instant::now();
+                    cache_tokens.push(state.len());
+                    h = state.push_token(model, be, id, t_idx as u32, None)?;
+                    tok_s.push(s.elapsed().as_secs_f64());
+                    if let (Some(a), Some(b), true) = (a, alloc_count::allocations(), k > 0) {
+                        tok_allocs += b - a;
+                        counted += 1;
+                    }
+                } else {
+                    pending = Some(single_token(id, t_idx as u32, None));
+                }
             }
-        }
+            Ok(())
+        })?;
         step_s.push(s.elapsed().as_secs_f64());
     }
     let mean_cache = cache_tokens.iter().sum::<usize>() as f64 / cache_tokens.len().max(1) as f64;
@@ -162,6 +191,12 @@ fn act(
         observation_ms: median(&mut obs_s) * 1e3,
         token_ms: median(&mut tok_s) * 1e3,
         token_bytes: matrix_params * dtype.size_in_bytes() as f64 + other_params * 4.0 + kv + head,
+        token_allocations: (alloc_count::allocations().is_some() && counted > 0)
+            .then(|| tok_allocs as f64 / counted as f64),
+        observation_allocations: (!obs_allocs.is_empty()).then(|| {
+            obs_allocs.sort_unstable();
+            obs_allocs[obs_allocs.len() / 2]
+        }),
     })
 }
 
@@ -237,6 +272,8 @@ pub fn run(
             "weights": a.dtype.as_str(), "step_ms": a.step_ms, "observation_ms": a.observation_ms,
             "token_ms": a.token_ms, "token_bytes": a.token_bytes,
             "token_ms_at_read_bandwidth": bw.map(|b| a.token_bytes / b / 1e6),
+            "token_allocations": a.token_allocations,
+            "observation_allocations": a.observation_allocations,
         })
     };
     if as_json {
@@ -299,6 +336,15 @@ pub fn run(
             }
             s += ")\n";
         }
+        s += &match (acting_f32.token_allocations, acting_bf16.token_allocations) {
+            (Some(f), Some(b)) => format!(
+                "  heap allocations per decoded token after the first step: {f:.2} (f32), {b:.2} (bf16); per observation push (median): {} / {}\n",
+                acting_f32.observation_allocations.unwrap_or(0),
+                acting_bf16.observation_allocations.unwrap_or(0)
+            ),
+            _ if alloc_count::allocations().is_none() => "  heap allocations: not counted (this binary does not install gato_cli::alloc_count::CountingAllocator)\n".to_string(),
+            _ => "  heap allocations: not counted (counted from the second step on: use --act-steps 2 or more)\n".to_string(),
+        };
         s += &format!(
             "  full window ({full} tokens, bf16): step {:.1} ms rebuilding the cache (exact), {:.1} ms sliding it (`--window slide`)\n",
             full_rebuild.step_ms, full_slide.step_ms
