@@ -45,48 +45,34 @@ fn direct(
     bh: usize,
     o: &mut [f32],
 ) {
-    let (tk, b) = (d.tk, bh / d.h);
+    let (tq, tk, dk, dv) = (d.tq, d.tk, d.d, d.dv);
+    let b = bh / d.h;
+    // The score row is kept per worker thread (decoding allocates nothing); nothing below re-enters here.
     SCORES.with_borrow_mut(|scores| {
         if scores.len() < tk {
             // Grown to a power of two, so a growing KV cache reallocates it a handful of times, not per token.
             scores.resize(tk.next_power_of_two(), 0.0);
         }
-        direct_rows(q, k, v, d, spec, bh, b, o, &mut scores[..tk]);
+        let scores = &mut scores[..tk];
+        for (i, row) in o.chunks_mut(dv).enumerate() {
+            let n = visible_keys(spec, d, b, i);
+            if n == 0 {
+                continue; // nothing visible: zeros
+            }
+            let qi = &q[(bh * tq + i) * dk..(bh * tq + i + 1) * dk];
+            let keys = &k[bh * tk * dk..(bh * tk + n) * dk];
+            for (s, kj) in scores[..n].iter_mut().zip(keys.chunks_exact(dk)) {
+                *s = spec.scale * math::dot(qi, kj);
+            }
+            let max = math::max(&scores[..n]);
+            let sum = math::exp_shifted_sum(&mut scores[..n], max);
+            let inv = 1.0 / sum;
+            let values = &v[bh * tk * dv..(bh * tk + n) * dv];
+            for (&p, vj) in scores[..n].iter().zip(values.chunks_exact(dv)) {
+                math::axpy(row, p * inv, vj);
+            }
+        }
     });
-}
-
-/// [`direct`]'s loop over query rows, with `scores` (`tk` values) as scratch.
-#[allow(clippy::too_many_arguments)]
-fn direct_rows(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    d: &AttentionDims,
-    spec: &AttentionSpec,
-    bh: usize,
-    b: usize,
-    o: &mut [f32],
-    scores: &mut [f32],
-) {
-    let (tq, tk, dk, dv) = (d.tq, d.tk, d.d, d.dv);
-    for (i, row) in o.chunks_mut(dv).enumerate() {
-        let n = visible_keys(spec, d, b, i);
-        if n == 0 {
-            continue; // nothing visible: zeros
-        }
-        let qi = &q[(bh * tq + i) * dk..(bh * tq + i + 1) * dk];
-        let keys = &k[bh * tk * dk..(bh * tk + n) * dk];
-        for (s, kj) in scores[..n].iter_mut().zip(keys.chunks_exact(dk)) {
-            *s = spec.scale * math::dot(qi, kj);
-        }
-        let max = math::max(&scores[..n]);
-        let sum = math::exp_shifted_sum(&mut scores[..n], max);
-        let inv = 1.0 / sum;
-        let values = &v[bh * tk * dv..(bh * tk + n) * dv];
-        for (&p, vj) in scores[..n].iter().zip(values.chunks_exact(dv)) {
-            math::axpy(row, p * inv, vj);
-        }
-    }
 }
 
 fn dims(m: usize, n: usize, k: usize) -> MatmulDims {

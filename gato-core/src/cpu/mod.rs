@@ -4,7 +4,8 @@
 //! weights, `elementwise`, `math` for the vectorised exp/GELU, `norm`, `attention`, `conv`, `layout`; `peak`
 //! measures the machine's FMA peak and read bandwidth);
 //! this file validates arguments with [`crate::ops`], unwraps storage and runs the kernel inside the backend's
-//! own rayon pool, so `--threads` bounds every op.
+//! own rayon pool, so `--threads` bounds every op. Kernels write into an output buffer the backend hands them:
+//! `pool` recycles buffers of dropped outputs (up to 4 MiB each), so a warm acting loop allocates nothing.
 
 mod attention;
 mod conv;
