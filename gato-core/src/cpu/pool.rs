@@ -39,14 +39,26 @@ struct Entry {
     capacity: usize,
 }
 
+impl Entry {
+    fn bytes(&self) -> usize {
+        self.capacity * self.storage.dtype().size_in_bytes()
+    }
+}
+
+/// The buffers the pool holds, and the sum of their capacities in bytes.
+struct Held {
+    list: Vec<Entry>,
+    bytes: usize,
+}
+
 /// The CPU backend's pool of output buffers.
 pub(crate) struct BufferPool {
-    entries: Mutex<Vec<Entry>>,
+    entries: Mutex<Held>,
 }
 
 impl std::fmt::Debug for BufferPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.entries.lock().map_or(0, |e| e.len());
+        let n = self.entries.lock().map_or(0, |e| e.list.len());
         write!(f, "BufferPool({n} buffers)")
     }
 }
@@ -124,7 +136,10 @@ impl BufferPool {
     /// An empty pool (its entry list is allocated once, here).
     pub(crate) fn new() -> Self {
         BufferPool {
-            entries: Mutex::new(Vec::with_capacity(MAX_ENTRIES)),
+            entries: Mutex::new(Held {
+                list: Vec::with_capacity(MAX_ENTRIES),
+                bytes: 0,
+            }),
         }
     }
 
@@ -139,9 +154,9 @@ impl BufferPool {
                 pooled: false,
             });
         }
-        if let Ok(mut entries) = self.entries.lock() {
+        if let Ok(mut held) = self.entries.lock() {
             let mut best: Option<(usize, usize)> = None;
-            for (i, e) in entries.iter().enumerate() {
+            for (i, e) in held.list.iter().enumerate() {
                 let fits = e.capacity >= n && e.storage.dtype() == dtype;
                 if fits
                     && Arc::strong_count(&e.storage) == 1
@@ -151,8 +166,9 @@ impl BufferPool {
                 }
             }
             if let Some((i, _)) = best {
-                let mut e = entries.swap_remove(i);
-                drop(entries);
+                let mut e = held.list.swap_remove(i);
+                held.bytes -= e.bytes();
+                drop(held);
                 if let Some(s) = Arc::get_mut(&mut e.storage) {
                     let dims = shape.dims();
                     let capacity = match s {
@@ -183,25 +199,26 @@ impl BufferPool {
     pub(crate) fn finish(&self, shape: Shape, out: Output) -> crate::tensor::Tensor {
         let dtype = out.storage.dtype();
         if out.pooled {
-            if let Ok(mut entries) = self.entries.lock() {
-                let size = |e: &Entry| e.capacity * e.storage.dtype().size_in_bytes();
-                let bytes = out.capacity * dtype.size_in_bytes();
-                let mut total: usize = entries.iter().map(size).sum();
-                while !entries.is_empty()
-                    && (entries.len() >= MAX_ENTRIES || total + bytes > MAX_TOTAL_BYTES)
+            if let Ok(mut held) = self.entries.lock() {
+                let entry = Entry {
+                    storage: Arc::clone(&out.storage),
+                    capacity: out.capacity,
+                };
+                while !held.list.is_empty()
+                    && (held.list.len() >= MAX_ENTRIES
+                        || held.bytes + entry.bytes() > MAX_TOTAL_BYTES)
                 {
-                    let i = entries
+                    let i = held
+                        .list
                         .iter()
                         .position(|e| Arc::strong_count(&e.storage) == 1)
                         .unwrap_or(0);
-                    total -= size(&entries[i]);
-                    entries.remove(i);
+                    let gone = held.list.remove(i);
+                    held.bytes -= gone.bytes();
                 }
-                if total + bytes <= MAX_TOTAL_BYTES {
-                    entries.push(Entry {
-                        storage: Arc::clone(&out.storage),
-                        capacity: out.capacity,
-                    });
+                if held.bytes + entry.bytes() <= MAX_TOTAL_BYTES {
+                    held.bytes += entry.bytes();
+                    held.list.push(entry);
                 }
             }
         }
@@ -210,12 +227,13 @@ impl BufferPool {
 
     /// Buffers held, and how many of them are free (for tests and diagnostics).
     pub(crate) fn counts(&self) -> (usize, usize) {
-        self.entries.lock().map_or((0, 0), |e| {
-            let free = e
+        self.entries.lock().map_or((0, 0), |held| {
+            let free = held
+                .list
                 .iter()
                 .filter(|e| Arc::strong_count(&e.storage) == 1)
                 .count();
-            (e.len(), free)
+            (held.list.len(), free)
         })
     }
 }
@@ -298,15 +316,11 @@ mod tests {
         let (entries, free) = be.buffers.counts();
         assert!(entries <= MAX_ENTRIES, "{entries} buffers pooled");
         assert!(free <= entries);
-        let total: usize = be
-            .buffers
-            .entries
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.capacity * 4)
-            .sum();
+        let held = be.buffers.entries.lock().unwrap();
+        let total: usize = held.list.iter().map(Entry::bytes).sum();
+        assert_eq!(total, held.bytes, "the running total drifted");
         assert!(total <= MAX_TOTAL_BYTES, "{total} bytes pooled");
+        drop(held);
         // Larger than a pooled buffer may be: allocated and freed on its own.
         let big = MAX_BUFFER_BYTES / 4 + 1;
         let before = be.buffers.counts().0;
