@@ -269,9 +269,8 @@ impl TokenBatch {
             self.batch = 1;
             self.seq_len = 0;
             self.lengths = vec![0];
-            for v in [&mut self.ids, &mut self.timestep] {
-                v.clear();
-            }
+            self.ids.clear();
+            self.timestep.clear();
             self.modality.clear();
             self.local_position.clear();
             self.loss.clear();
