@@ -86,6 +86,71 @@ fn dims(m: usize, n: usize, k: usize) -> MatmulDims {
     }
 }
 
+thread_local! {
+    /// Per worker thread, one tile's scores (kept, so a tile allocates nothing).
+    static TILE_SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One tile of `rows` query rows (`q`, the first at query `i0`, batch `b`) into `o` (`[rows, dv]`) against the
+/// `kmax` keys and values its last row sees, with `s` (`rows · kmax`) for the scores:
+/// `S = scale · Q · Kᵀ`, per row the masked, max-subtracted exponentials `e`, then `O = (e · V) / Σ e` — the
+/// division applied to the `dv` outputs of a row rather than to its `kmax` probabilities.
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d: &AttentionDims,
+    spec: &AttentionSpec,
+    b: usize,
+    i0: usize,
+    o: &mut [f32],
+    s: &mut [f32],
+) {
+    let (dk, dv) = (d.d, d.dv);
+    let rows = o.len() / dv;
+    let kmax = s.len() / rows;
+    let spec_s = MatmulSpec {
+        trans_a: false,
+        trans_b: true,
+        alpha: spec.scale,
+    };
+    matmul(
+        q,
+        Weights::F32(k),
+        &dims(rows, kmax, dk),
+        &spec_s,
+        1,
+        None,
+        None,
+        s,
+    );
+    let mut inv = [0.0f32; TILE];
+    for (r, row) in s.chunks_mut(kmax).enumerate() {
+        let n = visible_keys(spec, d, b, i0 + r);
+        if n == 0 {
+            row.fill(0.0);
+            continue;
+        }
+        let max = math::max(&row[..n]);
+        inv[r] = 1.0 / math::exp_shifted_sum(&mut row[..n], max);
+        row[n..].fill(0.0);
+    }
+    matmul(
+        s,
+        Weights::F32(v),
+        &dims(rows, dv, kmax),
+        &MatmulSpec::default(),
+        1,
+        None,
+        None,
+        o,
+    );
+    for (row, &f) in o.chunks_mut(dv).zip(&inv) {
+        math::scale(row, f);
+    }
+}
+
 /// Up to this many query rows (decoding a token), each row is computed directly — dot products with the visible
 /// keys, softmax, weighted sum of values — instead of through two tiny GEMM calls per head.
 const DIRECT_ROWS: usize = 4;
@@ -126,42 +191,15 @@ pub(crate) fn attention(
         let qh = &q[(bh * tq + i0) * dk..(bh * tq + i0 + rows) * dk];
         let kh = &k[bh * tk * dk..(bh * tk + kmax) * dk];
         let vh = &v[bh * tk * dv..(bh * tk + kmax) * dv];
-        let spec_s = MatmulSpec {
-            trans_a: false,
-            trans_b: true,
-            alpha: spec.scale,
-        };
-        let mut s = vec![0.0f32; rows * kmax];
-        matmul(
-            qh,
-            Weights::F32(kh),
-            &dims(rows, kmax, dk),
-            &spec_s,
-            1,
-            None,
-            None,
-            &mut s,
-        );
-        for (r, row) in s.chunks_mut(kmax).enumerate() {
-            let n = visible_keys(spec, d, b, i0 + r);
-            if n == 0 {
-                row.fill(0.0);
-                continue;
+        // The scores live in a per-thread buffer, not zeroed: the product overwrites it.
+        TILE_SCORES.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.len() < rows * kmax {
+                    buf.resize(rows * kmax, 0.0);
+                }
+                tile(qh, kh, vh, d, spec, b, i0, o, &mut buf[..rows * kmax]);
             }
-            let max = math::max(&row[..n]);
-            let sum = math::exp_shifted_sum(&mut row[..n], max);
-            math::scale(&mut row[..n], 1.0 / sum);
-            row[n..].fill(0.0);
-        }
-        matmul(
-            &s,
-            Weights::F32(vh),
-            &dims(rows, dv, kmax),
-            &MatmulSpec::default(),
-            1,
-            None,
-            None,
-            o,
-        );
+            Err(_) => tile(qh, kh, vh, d, spec, b, i0, o, &mut vec![0.0; rows * kmax]),
+        });
     });
 }
