@@ -13,7 +13,7 @@ const MIN_CAPACITY: usize = 64;
 
 /// Keys and values of one layer: `[1, H, capacity, K]` buffers of which the first `len` tokens are filled.
 /// Appending writes the new tokens in place ([`Backend::slice_assign`]), so a decoded token costs its own keys
-/// and values, not a copy of the whole cache; attention masks the unfilled tail with `kv_len`.
+/// and values, not a copy of the whole cache; the causal mask keeps attention off the unfilled tail.
 #[derive(Default, Clone)]
 pub struct LayerCache {
     k: Option<Tensor>,

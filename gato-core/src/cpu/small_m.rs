@@ -825,42 +825,11 @@ mod x86 {
         }
     }
 
-    /// A strip element the AVX2 packing widens to f32 as it loads 8 of them.
-    trait Lane8: Copy {
-        /// 8 values from `p` as f32.
-        ///
-        /// # Safety
-        /// `p` points to 8 readable values; AVX2 and F16C are available.
-        unsafe fn load8(p: *const Self) -> __m256;
-    }
-
-    impl Lane8 for f32 {
-        #[inline(always)]
-        unsafe fn load8(p: *const Self) -> __m256 {
-            _mm256_loadu_ps(p)
-        }
-    }
-
-    impl Lane8 for half::bf16 {
-        #[inline(always)]
-        unsafe fn load8(p: *const Self) -> __m256 {
-            let x = _mm_loadu_si128(p.cast());
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(x)))
-        }
-    }
-
-    impl Lane8 for half::f16 {
-        #[inline(always)]
-        unsafe fn load8(p: *const Self) -> __m256 {
-            _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
-        }
-    }
-
     /// AVX2 packing of `full` strips: two 8-lane loads (widening) and stores per strip row.
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn pack256(w: Weights<'_>, k: usize, n: usize, c0: usize, full: usize, buf: &mut [f32]) {
         #[target_feature(enable = "avx2,f16c")]
-        unsafe fn go<T: Lane8>(src: *const T, k: usize, n: usize, full: usize, dst: *mut f32) {
+        unsafe fn go<T: Lane>(src: *const T, k: usize, n: usize, full: usize, dst: *mut f32) {
             let elem = std::mem::size_of::<T>();
             for kk in 0..k {
                 prefetch_row(src.cast(), n * elem, full * STRIP * elem, kk, k);
@@ -879,8 +848,15 @@ mod x86 {
         }
     }
 
-    /// A strip element the AVX-512 tile widens to f32 as it loads 16 of them.
+    /// A strip element the kernels widen to f32 as they load it: 8 at a time in the AVX2 packing, 16 in the
+    /// AVX-512 packing and tile.
     pub(super) trait Lane: Copy {
+        /// 8 values from `p` as f32.
+        ///
+        /// # Safety
+        /// `p` points to 8 readable values; AVX2 and F16C are available.
+        unsafe fn load8(p: *const Self) -> __m256;
+
         /// 16 values from `p` as f32.
         ///
         /// # Safety
@@ -890,13 +866,24 @@ mod x86 {
 
     impl Lane for f32 {
         #[inline(always)]
+        unsafe fn load8(p: *const Self) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+
+        #[inline(always)]
         unsafe fn load16(p: *const Self) -> __m512 {
             _mm512_loadu_ps(p)
         }
     }
 
+    /// bf16 → f32 is a 16-bit shift (exact).
     impl Lane for half::bf16 {
-        /// bf16 → f32 is a 16-bit shift (exact).
+        #[inline(always)]
+        unsafe fn load8(p: *const Self) -> __m256 {
+            let x = _mm_loadu_si128(p.cast());
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(x)))
+        }
+
         #[inline(always)]
         unsafe fn load16(p: *const Self) -> __m512 {
             let h = _mm256_loadu_si256(p.cast());
@@ -905,6 +892,11 @@ mod x86 {
     }
 
     impl Lane for half::f16 {
+        #[inline(always)]
+        unsafe fn load8(p: *const Self) -> __m256 {
+            _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+        }
+
         #[inline(always)]
         unsafe fn load16(p: *const Self) -> __m512 {
             _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
