@@ -13,7 +13,8 @@ use std::time::Instant;
 use gato_core::diagnostics::measure_gemm;
 use gato_core::{count_parameters, run_scoped, Backend, DType, GatoConfig, Modality, TokenBatch};
 use gato_transformer::{
-    last_logits_in_into, single_token, DecodeState, GatoTransformer, WindowPolicy,
+    last_logits_in_into, single_token, ActionSampler, DecodeState, GatoTransformer, Sampling,
+    WindowPolicy,
 };
 use serde_json::json;
 
@@ -128,6 +129,7 @@ fn act(
     let (mut obs_allocs, mut tok_allocs, mut counted) = (Vec::with_capacity(n), 0u64, 0usize);
     let mut pending: Option<TokenBatch> = None;
     let mut logits = Vec::with_capacity(1024);
+    let mut argmax = ActionSampler::new(Sampling::Argmax, 0)?;
     for k in 0..n {
         let t_idx = prompt / STEP + k;
         let obs = synthetic(STEP, t_idx).slice_single(0..OBS + 1)?;
@@ -151,11 +153,7 @@ fn act(
                 let a = alloc_count::allocations();
                 // Logits of the legal (continuous) ids only, as acting does.
                 last_logits_in_into(model, be, &h, 32000..33024, &mut logits)?;
-                let best = logits
-                    .iter()
-                    .enumerate()
-                    .fold(0, |b, (i, &x)| if x > logits[b] { i } else { b });
-                let id = 32000 + best as u32;
+                let id = argmax.sample_in(&logits, 32000)?;
                 if j + 1 < ACT {
                     let s = Instant::now();
                     cache_tokens.push(state.len());
