@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use super::math;
 use super::matmul::matmul;
+use super::scratch::{grown, with_scratch};
 use super::small_m::Weights;
 use crate::backend::{AttentionSpec, MatmulSpec};
 use crate::ops::{AttentionDims, MatmulDims};
@@ -47,8 +48,8 @@ fn direct(
 ) {
     let (tq, tk, dk, dv) = (d.tq, d.tk, d.d, d.dv);
     let b = bh / d.h;
-    // The score row is kept per worker thread (decoding allocates nothing); nothing below re-enters here.
-    SCORES.with_borrow_mut(|scores| {
+    // The score row is kept per worker thread (decoding allocates nothing).
+    with_scratch(&SCORES, |scores| {
         if scores.len() < tk {
             // Grown to a power of two, so a growing KV cache reallocates it a handful of times, not per token.
             scores.resize(tk.next_power_of_two(), 0.0);
@@ -192,14 +193,8 @@ pub(crate) fn attention(
         let kh = &k[bh * tk * dk..(bh * tk + kmax) * dk];
         let vh = &v[bh * tk * dv..(bh * tk + kmax) * dv];
         // The scores live in a per-thread buffer, not zeroed: the product overwrites it.
-        TILE_SCORES.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buf) => {
-                if buf.len() < rows * kmax {
-                    buf.resize(rows * kmax, 0.0);
-                }
-                tile(qh, kh, vh, d, spec, b, i0, o, &mut buf[..rows * kmax]);
-            }
-            Err(_) => tile(qh, kh, vh, d, spec, b, i0, o, &mut vec![0.0; rows * kmax]),
+        with_scratch(&TILE_SCORES, |buf| {
+            tile(qh, kh, vh, d, spec, b, i0, o, grown(buf, rows * kmax))
         });
     });
 }

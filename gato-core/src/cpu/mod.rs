@@ -17,6 +17,7 @@ mod norm;
 mod packed;
 mod peak;
 mod pool;
+mod scratch;
 mod small_m;
 mod storage;
 

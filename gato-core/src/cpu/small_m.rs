@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use super::elementwise::unary_slice;
 use super::math::{axpy, scale};
+use super::scratch::{grown, with_scratch};
 use crate::backend::UnaryOp;
 
 /// Largest M (rows, batch dims folded in) this path takes; above it the `gemm` crate is as fast or faster
@@ -210,18 +211,7 @@ fn stream(out: &mut [f32], p: &Product<'_>) {
     let len = k.div_ceil(per) * m * n;
     // The partials live in a per-thread buffer kept between calls (decoding allocates nothing). A thread that
     // runs a second product while waiting on its first (rayon work stealing) finds it borrowed and allocates.
-    PARTIALS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => stream_into(out, p, per, grown(&mut buf, len)),
-        Err(_) => stream_into(out, p, per, &mut vec![0.0; len]),
-    });
-}
-
-/// `buf[..len]`, growing `buf` when it is shorter.
-fn grown(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if buf.len() < len {
-        buf.resize(len, 0.0);
-    }
-    &mut buf[..len]
+    with_scratch(&PARTIALS, |buf| stream_into(out, p, per, grown(buf, len)));
 }
 
 thread_local! {
@@ -268,10 +258,7 @@ fn stream_into(out: &mut [f32], p: &Product<'_>, per: usize, parts: &mut [f32]) 
                                 axpy(&mut acc[r * n..(r + 1) * n], x[r * k + kk], row);
                             }
                         };
-                        WIDE_ROW.with(|cell| match cell.try_borrow_mut() {
-                            Ok(mut row) => widen(grown(&mut row, n)),
-                            Err(_) => widen(&mut vec![0.0; n]),
-                        });
+                        with_scratch(&WIDE_ROW, |row| widen(grown(row, n)));
                     }
                 }
             }
@@ -316,7 +303,7 @@ fn packed(out: &mut [f32], p: &Product<'_>) {
     let groups = rayon::current_num_threads().clamp(1, panels);
     let per = panels.div_ceil(groups);
     (0..groups).into_par_iter().for_each(|g| {
-        with_store(|store| {
+        with_scratch(&PANEL_STORE, |store| {
             // The packed panel starts on a cache line: every 16-float strip row is then one whole line, and no
             // 64-byte vector load or store of the kernels splits across two.
             let mut wide = [0.0f32; PANEL];
@@ -345,14 +332,6 @@ fn packed(out: &mut [f32], p: &Product<'_>) {
 thread_local! {
     /// Per thread, the scratch a panel is packed or widened into (kept, so acting allocates nothing).
     static PANEL_STORE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Run `f` with this thread's panel scratch, or a new vector if an outer product on this thread holds it.
-fn with_store<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
-    PANEL_STORE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut store) => f(&mut store),
-        Err(_) => f(&mut Vec::new()),
-    })
 }
 
 /// Widen the panel of columns `[c0, c0 + width)` of `w` (`[K, N]`) into `buf`'s 16-column strips (strip `s` at
@@ -525,7 +504,7 @@ fn packed_rows(
     let groups = rayon::current_num_threads().clamp(1, panels);
     let per = panels.div_ceil(groups);
     (0..groups).into_par_iter().for_each(|g| {
-        with_store(|store| {
+        with_scratch(&PANEL_STORE, |store| {
             for p in g * per..((g + 1) * per).min(panels) {
                 let c0 = p * PANEL;
                 let width = PANEL.min(n - c0);
