@@ -491,8 +491,20 @@ fn init_forward_act_on_a_real_episode() {
     assert!(o.status.success(), "{}", text(&o).1);
     let b: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(toks(&b).len(), toks(&v).len());
+    // bf16 products (vdpbf16ps where the CPU has AVX512_BF16): runs, legal actions, same number of tokens.
+    bf16_args.extend(["--matmul-precision", "bf16"]);
+    let o = gato(&bf16_args);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(toks(&p).len(), toks(&v).len());
     let o = gato(&["--weights", "f64", "check"]);
     assert!(!o.status.success() && text(&o).1.contains("f32, bf16 or f16"));
+    let o = gato(&["--matmul-precision", "fp8", "check"]);
+    let e = text(&o).1;
+    assert!(
+        !o.status.success() && e.contains("fp8") && e.contains("f32 or bf16"),
+        "{e}"
+    );
 
     // Bad inputs.
     let o = gato(&[
@@ -531,7 +543,7 @@ fn init_forward_act_on_a_real_episode() {
 }
 
 #[test]
-fn bench_reports_its_flop_count_ceilings_and_both_weight_dtypes() {
+fn bench_reports_its_flop_count_ceilings_and_every_weight_layout() {
     let o = gato(&[
         "--threads",
         "2",
@@ -568,11 +580,20 @@ fn bench_reports_its_flop_count_ceilings_and_both_weight_dtypes() {
     assert_eq!(v["tokens"], 128);
     assert_eq!(v["threads"], 2);
     let acting = v["acting"].as_array().unwrap();
-    let dtypes: Vec<&str> = acting
+    let configs: Vec<(&str, &str)> = acting
         .iter()
-        .map(|a| a["weights"].as_str().unwrap())
+        .map(|a| {
+            (
+                a["weights"].as_str().unwrap(),
+                a["matmul_precision"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(dtypes, ["f32", "bf16"]);
+    assert_eq!(configs, [("f32", "f32"), ("bf16", "f32"), ("bf16", "bf16")]);
+    assert_eq!(
+        v["bf16_products_in_hardware"],
+        gato_core::cpu::bf16_products_available()
+    );
     assert_eq!(
         v["acting_weights_laid_out"], true,
         "the CPU backend lays weights out"

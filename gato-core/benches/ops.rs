@@ -2,13 +2,14 @@
 //!
 //! The GEMM shape is the `small` preset's first FF matrix on 1024 tokens, (1024×768)·(768×3072): 4.83 GFLOP. The
 //! acting shapes run the same matrix on 1 row (a decoded token: bytes of weights read) and 40 rows (an observation:
-//! FLOP), with f32 and bf16 weights, and bf16 weights laid out by `Backend::pack_weight` as acting holds them; 24
+//! FLOP), with f32 and bf16 weights, and bf16 weights laid out by `Backend::pack_weight` as acting holds them (for
+//! f32 and for bf16 products — `vdpbf16ps` where the CPU has AVX512_BF16); 24
 //! distinct matrices (72 MB in f32) cycle so the weights come from memory, as in a real decode, not from the
 //! last-level cache.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gato_core::cpu::CpuBackend;
-use gato_core::{AttentionSpec, Backend, HostSlice, MatmulSpec, Shape};
+use gato_core::{AttentionSpec, Backend, HostSlice, MatmulPrecision, MatmulSpec, Shape};
 
 fn data(n: usize) -> Vec<f32> {
     (0..n)
@@ -69,18 +70,26 @@ fn bench(c: &mut Criterion) {
                 .upload(HostSlice::F32(&data(k * n + i)[i..]), &Shape::from([k, n]))
                 .unwrap();
             let w16 = be.cast(&w, gato_core::DType::BF16).unwrap();
-            let laid_out = be
-                .pack_weight(&w16)
-                .unwrap()
-                .expect("the CPU backend lays weights out");
-            (w, w16, laid_out)
+            let lay_out = |precision| {
+                be.pack_weight(&w16, precision)
+                    .unwrap()
+                    .expect("the CPU backend lays weights out")
+            };
+            let laid_out = lay_out(MatmulPrecision::F32);
+            let bf16_products = lay_out(MatmulPrecision::Bf16);
+            [w, w16, laid_out, bf16_products]
         })
         .collect();
     for rows in [1usize, 40] {
         let x = be
             .upload(HostSlice::F32(&data(rows * k)), &Shape::from([rows, k]))
             .unwrap();
-        for (name, which) in [("f32", 0), ("bf16", 1), ("bf16 laid out", 2)] {
+        for (name, which) in [
+            ("f32", 0),
+            ("bf16", 1),
+            ("bf16 laid out", 2),
+            ("bf16 laid out, bf16 products", 3),
+        ] {
             let bf16 = which > 0;
             let mut i = 0;
             let weight_bytes = k * n * if bf16 { 2 } else { 4 };
@@ -98,9 +107,8 @@ fn bench(c: &mut Criterion) {
                 format!("linear {rows}x768 · {name} 768x3072 ({unit})"),
                 |bch| {
                     bch.iter(|| {
-                        let (w32, w16, laid_out) = &ws[i % ws.len()];
+                        let w = &ws[i % ws.len()][which];
                         i += 1;
-                        let w = [w32, w16, laid_out][which];
                         be.linear(&x, w, None).unwrap()
                     })
                 },

@@ -56,6 +56,54 @@ impl MatmulSpec {
     }
 }
 
+/// Input precision of the products against a weight laid out by [`Backend::pack_weight`] (what JAX calls a
+/// matmul's precision); accumulation is f32 either way. Acting chooses it (`gato act --matmul-precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatmulPrecision {
+    /// The activations as they are (f32) times the weight's values widened exactly (the default).
+    #[default]
+    F32,
+    /// For a bf16 weight, the activations may be rounded to bf16 (nearest even), making each product bf16 × bf16
+    /// with f32 accumulation — what bf16 matrix units (TPUs, tensor cores) compute, JAX's `bfloat16` precision. A
+    /// backend does so where its hardware multiplies bf16 faster (the CPU backend: with AVX512_BF16, at about
+    /// twice the f32 FMA rate) and computes as [`MatmulPrecision::F32`] elsewhere; f32 and f16 weights are
+    /// unaffected. The rounding adds a relative error of at most 2⁻⁹ per activation.
+    Bf16,
+}
+
+impl MatmulPrecision {
+    /// `f32` or `bf16`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatmulPrecision::F32 => "f32",
+            MatmulPrecision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl fmt::Display for MatmulPrecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for MatmulPrecision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(MatmulPrecision::F32),
+            "bf16" => Ok(MatmulPrecision::Bf16),
+            other => Err(Error::OutOfRange {
+                op: "matmul precision",
+                what: "precision".into(),
+                value: other.into(),
+                allowed: "f32 or bf16".into(),
+            }),
+        }
+    }
+}
+
 /// Elementwise functions of one tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnaryOp {
@@ -189,12 +237,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
 
     /// The weight `w` (`[K, N]`, f32/f16/bf16) laid out for repeated [`Backend::linear`] /
-    /// [`Backend::linear_act`] products with few rows, as acting runs them (SPEC §7). The result is a tensor like
-    /// `w` (same shape, dtype and values; every op accepts it, and results are the same up to f32 rounding order);
-    /// it may hold more memory (the CPU backend keeps both layouts). `Ok(None)`: this backend has no faster layout
-    /// (the default). Pack after [`Backend::cast`]: a cast returns an ordinary tensor.
-    fn pack_weight(&self, w: &Tensor) -> Result<Option<Tensor>> {
-        let _ = w;
+    /// [`Backend::linear_act`] products with few rows, as acting runs them (SPEC §7), which run at `precision`.
+    /// The result is a tensor like `w` (same shape, dtype and values; every op accepts it, and with
+    /// [`MatmulPrecision::F32`] results are the same up to f32 rounding order); it may hold more memory (the CPU
+    /// backend keeps both layouts). `Ok(None)`: this backend has no faster layout (the default). Pack after
+    /// [`Backend::cast`]: a cast returns an ordinary tensor.
+    fn pack_weight(&self, w: &Tensor, precision: MatmulPrecision) -> Result<Option<Tensor>> {
+        let _ = (w, precision);
         Ok(None)
     }
 

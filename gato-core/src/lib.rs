@@ -38,7 +38,9 @@ pub mod cpu;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use backend::{run_scoped, AttentionSpec, Backend, BinaryOp, Conv2dSpec, MatmulSpec, UnaryOp};
+pub use backend::{
+    run_scoped, AttentionSpec, Backend, BinaryOp, Conv2dSpec, MatmulPrecision, MatmulSpec, UnaryOp,
+};
 pub use config::{ActionLocalPosition, Activation, GatoConfig, TrainingConfig, PRESET_NAMES};
 pub use dtype::{DType, HostData, HostSlice};
 pub use embedding::{

@@ -1,6 +1,6 @@
 //! The small layers the decoder is built from: `Linear` (`x·W + b`, W stored `[in, out]`) and `LayerNorm`.
 
-use gato_core::{Backend, DType, Init, ParamSource, Result, Shape, Tensor};
+use gato_core::{Backend, DType, Init, MatmulPrecision, ParamSource, Result, Shape, Tensor};
 
 /// `y = x · W + b`, `W: [in, out]`.
 pub struct Linear {
@@ -42,10 +42,15 @@ impl Linear {
         Ok(())
     }
 
-    /// Lay the weight out for products with few rows where the backend has such a layout
-    /// ([`Backend::pack_weight`]); values and results stay the same. Returns whether the backend had one.
-    pub fn pack_weight(&mut self, backend: &dyn Backend) -> Result<bool> {
-        match backend.pack_weight(&self.weight)? {
+    /// Lay the weight out for products with few rows, run at `precision`, where the backend has such a layout
+    /// ([`Backend::pack_weight`]); values stay the same, and so do results at [`MatmulPrecision::F32`]. Returns
+    /// whether the backend had one.
+    pub fn pack_weight(
+        &mut self,
+        backend: &dyn Backend,
+        precision: MatmulPrecision,
+    ) -> Result<bool> {
+        match backend.pack_weight(&self.weight, precision)? {
             Some(p) => {
                 self.weight = p;
                 Ok(true)

@@ -4,8 +4,8 @@
 //! Dropout (0.1 in training, SPEC §6) is not applied: this crate runs inference; training comes later.
 
 use gato_core::{
-    run_scoped, Backend, DType, EmbeddingMode, GatoConfig, Init, MatmulSpec, Modality, ParamSource,
-    Result, Shape, Tensor, TokenBatch,
+    run_scoped, Backend, DType, EmbeddingMode, GatoConfig, Init, MatmulPrecision, MatmulSpec,
+    Modality, ParamSource, Result, Shape, Tensor, TokenBatch,
 };
 use gato_embed::{InputEmbedding, RandomInit};
 
@@ -128,14 +128,20 @@ impl GatoTransformer {
 
     /// Lay the decoder blocks' matrix weights out for products with few rows, as acting runs them (SPEC §7;
     /// [`Backend::pack_weight`]): on the CPU, an observation's products skip their per-call packing pass
-    /// (`small`, bf16: ~45 → ~35 ms per observation on 2 cores) at the cost of holding those weights twice. Values
-    /// and logits stay the same (to f32 rounding order). Call it after [`Self::cast_block_weights`], which
-    /// returns plain tensors; a backend without such a layout leaves the weights as they are. Returns whether
-    /// the weights were laid out.
-    pub fn pack_block_weights(&mut self, be: &dyn Backend) -> Result<bool> {
+    /// (`small`, bf16: ~45 → ~35 ms per observation on 2 cores) at the cost of holding those weights twice. At
+    /// [`MatmulPrecision::F32`] values and logits stay the same (to f32 rounding order); at
+    /// [`MatmulPrecision::Bf16`] the products against bf16 weights may round their activations to bf16 (on the
+    /// CPU: with AVX512_BF16, about twice as fast). Call it after [`Self::cast_block_weights`], which returns
+    /// plain tensors; a backend without such a layout leaves the weights as they are. Returns whether the weights
+    /// were laid out.
+    pub fn pack_block_weights(
+        &mut self,
+        be: &dyn Backend,
+        precision: MatmulPrecision,
+    ) -> Result<bool> {
         let mut packed = false;
         for l in self.block_linears_mut() {
-            packed |= l.pack_weight(be)?;
+            packed |= l.pack_weight(be, precision)?;
         }
         Ok(packed)
     }

@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gato_core::cpu::CpuBackend;
-use gato_core::{run_scoped, DType, GatoConfig, Modality, TokenBatch};
+use gato_core::{run_scoped, DType, GatoConfig, MatmulPrecision, Modality, TokenBatch};
 use gato_transformer::{
     last_logits_in_into, single_token, ActionSampler, DecodeState, GatoTransformer, Sampling,
 };
@@ -81,17 +81,20 @@ fn the_per_token_acting_loop_allocates_nothing() {
     let c = GatoConfig::tiny();
     let be = CpuBackend::new(Some(2)).unwrap();
     // Weight layouts acting may use: as initialised (f32), and cast to 16 bits and laid out as `gato act` does.
+    // bf16 weights also laid out for bf16 products (the `vdpbf16ps` kernel where the CPU has it).
     for (dtype, pack) in [
-        (DType::F32, false),
-        (DType::F32, true),
-        (DType::BF16, true),
-        (DType::F16, false),
+        (DType::F32, None),
+        (DType::F32, Some(MatmulPrecision::F32)),
+        (DType::BF16, Some(MatmulPrecision::F32)),
+        (DType::BF16, Some(MatmulPrecision::Bf16)),
+        (DType::F16, None),
     ] {
         let mut model = GatoTransformer::init(&be, &c, 0).unwrap();
         model.cast_block_weights(&be, dtype).unwrap();
-        if pack {
-            assert!(model.pack_block_weights(&be).unwrap());
+        if let Some(precision) = pack {
+            assert!(model.pack_block_weights(&be, precision).unwrap());
         }
+        let pack = pack.map_or("no".to_string(), |p| format!("for {p} products"));
         let mut state = DecodeState::new(&model);
         let mut sampler = ActionSampler::new(Sampling::Temperature(1.0), 7).unwrap();
         let mut logits = Vec::new();
@@ -112,7 +115,7 @@ fn the_per_token_acting_loop_allocates_nothing() {
             counted(|| state.push_last(&model, &be, &observation(39, 6)).unwrap());
         assert!(
             obs_largest < cache_buffer_bytes,
-            "{dtype} packed={pack}: an observation made a {obs_largest}-byte allocation; one layer's key buffer \
+            "{dtype} laid out: {pack}: an observation made a {obs_largest}-byte allocation; one layer's key buffer \
              is {cache_buffer_bytes} bytes (is the cache copied?)"
         );
         // The per-token loop, counted over 40 tokens.

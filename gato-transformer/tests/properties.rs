@@ -3,7 +3,7 @@
 
 mod common;
 
-use gato_core::{Backend, DType, GatoConfig, TokenBatch};
+use gato_core::{Backend, DType, GatoConfig, MatmulPrecision, TokenBatch};
 use gato_transformer::checkpoint::{load, save, CONFIG_FILE, WEIGHTS_FILE};
 use gato_transformer::{
     last_logits, last_logits_in, masked_cross_entropy, ActionSampler, DecodeState, GatoTransformer,
@@ -216,7 +216,9 @@ fn packed_block_weights_give_the_same_logits_in_every_dtype() {
         let mut model = GatoTransformer::init(be.as_ref(), &c, 3).unwrap();
         model.cast_block_weights(be.as_ref(), dtype).unwrap();
         let (want, want_dec) = (logits(&model, be.as_ref(), &full), decode(&model));
-        assert!(model.pack_block_weights(be.as_ref()).unwrap());
+        assert!(model
+            .pack_block_weights(be.as_ref(), MatmulPrecision::F32)
+            .unwrap());
         assert_eq!(model.block_weight_dtype(), dtype);
         // The CPU backend keeps both layouts: the weight now holds more than its elements' bytes.
         let w = &model.blocks[0].ff.output.weight;
@@ -231,6 +233,35 @@ fn packed_block_weights_give_the_same_logits_in_every_dtype() {
         model.cast_block_weights(be.as_ref(), DType::F32).unwrap();
         let back = logits(&model, be.as_ref(), &full);
         assert!(back.iter().all(|x| x.is_finite()));
+    }
+}
+
+/// bf16 products (activations rounded to bf16 before each product with a bf16 weight) move the logits by about
+/// the activations' rounding, and on a CPU with AVX512_BF16 they do run (the logits differ from f32 products).
+#[test]
+fn bf16_products_stay_within_bf16_rounding_of_f32_products() {
+    let be = common::backend(2);
+    let c = common::config();
+    let full = common::batch_of(&[&common::episode(&c, 4, 3)]);
+    let mut model = GatoTransformer::init(be.as_ref(), &c, 3).unwrap();
+    model.cast_block_weights(be.as_ref(), DType::BF16).unwrap();
+    model
+        .pack_block_weights(be.as_ref(), MatmulPrecision::F32)
+        .unwrap();
+    let want = logits(&model, be.as_ref(), &full);
+    model.cast_block_weights(be.as_ref(), DType::BF16).unwrap();
+    assert!(model
+        .pack_block_weights(be.as_ref(), MatmulPrecision::Bf16)
+        .unwrap());
+    let got = logits(&model, be.as_ref(), &full);
+    let err = max_rel(&got, &want);
+    eprintln!("bf16 products: logits within {err:.2e} (relative to the largest) of f32 products");
+    // 2⁻⁹ per rounded activation, through every product of the blocks.
+    assert!(err <= 1e-2, "bf16 products moved the logits by {err}");
+    if gato_core::cpu::bf16_products_available() {
+        assert!(err > 0.0, "the bf16 product kernel did not run");
+    } else {
+        eprintln!("SKIPPED the check that bf16 products ran: this CPU has no AVX512_BF16 (products stay f32)");
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use gato_core::{Backend, DType};
+use gato_core::{Backend, DType, MatmulPrecision};
 use gato_data::EpisodeFile;
 use gato_transformer::{checkpoint, ActionSampler, Sampling, WindowPolicy};
 use serde_json::json;
@@ -12,13 +12,18 @@ use crate::agent::{act_episode, prompt_from, show};
 use crate::cli::ActArgs;
 use crate::output;
 
-pub fn run(be: &Arc<dyn Backend>, args: &ActArgs, weights: DType) -> Result<()> {
+pub fn run(
+    be: &Arc<dyn Backend>,
+    args: &ActArgs,
+    weights: DType,
+    precision: MatmulPrecision,
+) -> Result<()> {
     let be = be.as_ref();
     let window: WindowPolicy = args.window.parse()?;
     let mut model = checkpoint::load(&args.checkpoint, be)?;
     model.cast_block_weights(be, weights)?;
     // Acting multiplies by few rows at a time: lay the weights out for that once.
-    model.pack_block_weights(be)?;
+    model.pack_block_weights(be, precision)?;
     let file = EpisodeFile::open(&args.episode)?;
     let builder = file.builder(model.config(), &args.text_tokenizer)?;
     let mut steps = file.timesteps(args.episode_index)?;

@@ -1,6 +1,7 @@
 //! `gato bench`: forward time, tokens/s and GFLOP/s of a Gato forward pass against this machine's measured
 //! ceilings (GEMM, FMA peak, memory read bandwidth), the latency of one control step and of one decoded token when
-//! acting (f32 and bf16 weights, the token's time against the time to read its bytes), and peak memory.
+//! acting (f32 weights, bf16 weights, and bf16 weights with bf16 products — [`MatmulPrecision::Bf16`]; the token's
+//! time against the time to read its bytes), and peak memory.
 //!
 //! The forward runs `tokens` synthetic tokens shaped like a proprioceptive episode (timesteps of 39 continuous
 //! observations, the separator and 4 action tokens; text-free, image-free) and computes the loss, so logits are
@@ -11,7 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gato_core::diagnostics::measure_gemm;
-use gato_core::{count_parameters, run_scoped, Backend, DType, GatoConfig, Modality, TokenBatch};
+use gato_core::{
+    count_parameters, run_scoped, Backend, DType, GatoConfig, MatmulPrecision, Modality, TokenBatch,
+};
 use gato_transformer::{
     last_logits_in_into, single_token, ActionSampler, DecodeState, GatoTransformer, Sampling,
     WindowPolicy,
@@ -87,6 +90,8 @@ fn median(v: &mut [f64]) -> f64 {
 /// Timing of the acting loop with one weight dtype.
 struct Acting {
     dtype: DType,
+    /// The products' precision the weights were laid out for.
+    precision: MatmulPrecision,
     /// Median control step: previous action's last token + observation + separator in one push, then the action
     /// tokens one at a time. Medians, because on a shared machine a step now and then takes twice as long.
     step_ms: f64,
@@ -111,6 +116,7 @@ struct Acting {
 fn act(
     model: &GatoTransformer,
     be: &dyn Backend,
+    precision: MatmulPrecision,
     steps: usize,
     prompt: usize,
     policy: WindowPolicy,
@@ -185,6 +191,7 @@ fn act(
     let head = 1024.0 * c.layer_width as f64 * 4.0;
     Ok(Acting {
         dtype,
+        precision,
         step_ms: median(&mut step_s) * 1e3,
         observation_ms: median(&mut obs_s) * 1e3,
         token_ms: median(&mut tok_s) * 1e3,
@@ -214,7 +221,7 @@ pub fn run(
     let tokens = tokens.clamp(STEP, c.token_sequence_length);
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    eprintln!("[1/6] measuring this machine: GEMM 1024x768 · 768x3072, FMA peak and read bandwidth ({threads} threads) ...");
+    eprintln!("[1/7] measuring this machine: GEMM 1024x768 · 768x3072, FMA peak and read bandwidth ({threads} threads) ...");
     let gemm = measure_gemm(be, 1024, 3072, 768, 10)?;
     // The FMA peak and memory bandwidth are the CPU's; for a GPU backend they say nothing.
     let (fma, bw) = if be.name() == gato_core::cpu::CPU_BACKEND_NAME {
@@ -225,7 +232,7 @@ pub fn run(
     } else {
         (None, None)
     };
-    eprintln!("[2/6] initialising {config} ...");
+    eprintln!("[2/7] initialising {config} ...");
     let mut model = GatoTransformer::init(be, &c, 0)?;
     model.cast_block_weights(be, weights)?;
     let batch = synthetic(tokens, 0);
@@ -240,7 +247,7 @@ pub fn run(
     let flops = 2.0 * p.transformer_blocks as f64 * t
         + c.num_transformer_blocks as f64 * 4.0 * hk * t * (t + 1.0) / 2.0
         + 2.0 * w * vocab * targets as f64;
-    eprintln!("[3/6] forward on {tokens} tokens ({weights} weights), {reps} timed runs ...");
+    eprintln!("[3/7] forward on {tokens} tokens ({weights} weights), {reps} timed runs ...");
     model.loss(be, &batch)?; // warm-up
     let mut best = f64::INFINITY;
     for _ in 0..reps.max(1) {
@@ -249,25 +256,55 @@ pub fn run(
         be.synchronize()?;
         best = best.min(s.elapsed().as_secs_f64());
     }
-    eprintln!("[4/6] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
+    eprintln!("[4/7] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
+    let f32_products = MatmulPrecision::F32;
     model.cast_block_weights(be, DType::F32)?;
-    let packed = model.pack_block_weights(be)?;
+    let packed = model.pack_block_weights(be, f32_products)?;
     let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
-    let acting_f32 = act(&model, be, act_steps, prompt, WindowPolicy::Rebuild)?;
-    eprintln!("[5/6] acting with bf16 weights ...");
+    let acting_f32 = act(
+        &model,
+        be,
+        f32_products,
+        act_steps,
+        prompt,
+        WindowPolicy::Rebuild,
+    )?;
+    eprintln!("[5/7] acting with bf16 weights ...");
     model.cast_block_weights(be, DType::BF16)?;
-    model.pack_block_weights(be)?;
-    let acting_bf16 = act(&model, be, act_steps, prompt, WindowPolicy::Rebuild)?;
+    model.pack_block_weights(be, f32_products)?;
+    let acting_bf16 = act(
+        &model,
+        be,
+        f32_products,
+        act_steps,
+        prompt,
+        WindowPolicy::Rebuild,
+    )?;
     // A full window: every step overflows it. Rebuild recomputes the kept window; slide moves the cache.
     let full = (c.token_sequence_length / STEP) * STEP;
-    eprintln!("[6/6] acting with bf16 weights and a full window ({full} tokens): 3 steps each, rebuild and slide ...");
-    let full_rebuild = act(&model, be, 3, full, WindowPolicy::Rebuild)?;
-    let full_slide = act(&model, be, 3, full, WindowPolicy::Slide)?;
+    eprintln!("[6/7] acting with bf16 weights and a full window ({full} tokens): 3 steps each, rebuild and slide ...");
+    let full_rebuild = act(&model, be, f32_products, 3, full, WindowPolicy::Rebuild)?;
+    let full_slide = act(&model, be, f32_products, 3, full, WindowPolicy::Slide)?;
+    eprintln!("[7/7] acting with bf16 weights and bf16 products ...");
+    model.cast_block_weights(be, DType::BF16)?;
+    model.pack_block_weights(be, MatmulPrecision::Bf16)?;
+    let acting_bf16_products = act(
+        &model,
+        be,
+        MatmulPrecision::Bf16,
+        act_steps,
+        prompt,
+        WindowPolicy::Rebuild,
+    )?;
+    // Whether this backend multiplies bf16 × bf16 here (the CPU: AVX512_BF16); elsewhere the products stay f32.
+    let bf16_products =
+        be.name() != gato_core::cpu::CPU_BACKEND_NAME || gato_core::cpu::bf16_products_available();
+    let actings = [&acting_f32, &acting_bf16, &acting_bf16_products];
     let gflops = flops / best / 1e9;
     let rss = peak_rss();
     let acting_json = |a: &Acting| {
         json!({
-            "weights": a.dtype.as_str(), "step_ms": a.step_ms, "observation_ms": a.observation_ms,
+            "weights": a.dtype.as_str(), "matmul_precision": a.precision.as_str(), "step_ms": a.step_ms, "observation_ms": a.observation_ms,
             "token_ms": a.token_ms, "token_bytes": a.token_bytes,
             "token_ms_at_read_bandwidth": bw.map(|b| a.token_bytes / b / 1e6),
             "token_allocations": a.token_allocations,
@@ -284,7 +321,8 @@ pub fn run(
             "fma_peak_gflops": fma, "ratio_to_fma_peak": fma.map(|f| gflops / f),
             "read_bandwidth_gbs": bw,
             "prompt_tokens": prompt, "acting_weights_laid_out": packed,
-            "acting": [acting_json(&acting_f32), acting_json(&acting_bf16)],
+            "acting": actings.map(acting_json),
+            "bf16_products_in_hardware": bf16_products,
             "full_window": {"prompt_tokens": full, "weights": "bf16",
                 "rebuild_step_ms": full_rebuild.step_ms, "slide_step_ms": full_slide.step_ms},
             "peak_rss_bytes": rss,
@@ -315,9 +353,14 @@ pub fn run(
             "acting ({prompt} prompt tokens cached; step = last action token + 39 obs + | pushed together, then 4 action tokens{}):\n",
             if packed { "; weights laid out for few-row products" } else { "" }
         );
-        for a in [&acting_f32, &acting_bf16] {
+        for a in actings {
+            let products = match a.precision {
+                MatmulPrecision::F32 => "",
+                MatmulPrecision::Bf16 if bf16_products => ", bf16 products",
+                MatmulPrecision::Bf16 => ", bf16 products asked (not on this CPU: f32)",
+            };
             s += &format!(
-                "  {:>4} weights: step {:.1} ms (observation {:.1} ms, one action token {:.2} ms",
+                "  {:>4} weights{products}: step {:.1} ms (observation {:.1} ms, one action token {:.2} ms",
                 a.dtype.as_str(),
                 a.step_ms,
                 a.observation_ms,
@@ -334,11 +377,16 @@ pub fn run(
             }
             s += ")\n";
         }
-        s += &match (acting_f32.token_allocations, acting_bf16.token_allocations) {
-            (Some(f), Some(b)) => format!(
-                "  heap allocations per decoded token after the first step: {f:.2} (f32), {b:.2} (bf16); per observation push (median): {} / {}\n",
+        let counted: Option<Vec<f64>> = actings.iter().map(|a| a.token_allocations).collect();
+        s += &match counted {
+            Some(per_token) => format!(
+                "  heap allocations per decoded token after the first step: {:.2} (f32), {:.2} (bf16), {:.2} (bf16 products); per observation push (median): {} / {} / {}\n",
+                per_token[0],
+                per_token[1],
+                per_token[2],
                 acting_f32.observation_allocations.unwrap_or(0),
-                acting_bf16.observation_allocations.unwrap_or(0)
+                acting_bf16.observation_allocations.unwrap_or(0),
+                acting_bf16_products.observation_allocations.unwrap_or(0)
             ),
             _ if alloc_count::allocations().is_none() => "  heap allocations: not counted (this binary does not install gato_cli::alloc_count::CountingAllocator)\n".to_string(),
             _ => "  heap allocations: not counted (counted from the second step on: use --act-steps 2 or more)\n".to_string(),

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::{count_parameters, Backend, DType, GatoConfig};
+use gato_core::{count_parameters, Backend, DType, GatoConfig, MatmulPrecision};
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
 use gato_transformer::{ActionSampler, GatoTransformer, Sampling, WindowPolicy};
@@ -20,6 +20,7 @@ pub fn run(
     dir: &Path,
     act_steps: usize,
     weights: DType,
+    precision: MatmulPrecision,
 ) -> Result<()> {
     let be = be.as_ref();
     let config = GatoConfig::from_name_or_path(config)?;
@@ -43,7 +44,7 @@ pub fn run(
     let t = Instant::now();
     let mut model = GatoTransformer::init(be, &config, 0)?;
     model.cast_block_weights(be, weights)?;
-    model.pack_block_weights(be)?;
+    model.pack_block_weights(be, precision)?;
     let n = count_parameters(&config)?.total;
     s += &format!(
         "model: {} blocks, width {}, {} parameters ({}), initialised from seed 0 in {:.2} s\n\n",

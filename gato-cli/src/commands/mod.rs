@@ -15,7 +15,7 @@ mod tokenizers;
 
 use std::sync::Arc;
 
-use gato_core::{Backend, BackendOptions};
+use gato_core::{Backend, BackendOptions, MatmulPrecision};
 
 pub use crate::error::Result;
 
@@ -26,6 +26,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
     // An unknown backend name is rejected whatever the subcommand, with the list of valid names.
     gato_core::backend_entry(&cli.backend)?;
     let weights = init::parse_dtype_flag("weights", &cli.weights)?;
+    let precision: MatmulPrecision = cli.matmul_precision.parse()?;
     match &cli.command {
         Command::Backends { format } => Ok(backends::run(format.json)?),
         Command::Info { config, format } => Ok(info::run(config, format.json)?),
@@ -55,12 +56,12 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             dtype,
         } => init::run(&backend(cli)?, config, *seed, out, dtype),
         Command::Forward(args) => forward::run(&backend(cli)?, args, weights),
-        Command::Act(args) => act::run(&backend(cli)?, args, weights),
+        Command::Act(args) => act::run(&backend(cli)?, args, weights, precision),
         Command::Demo {
             config,
             episodes,
             steps,
-        } => demo::run(&backend(cli)?, config, episodes, *steps, weights),
+        } => demo::run(&backend(cli)?, config, episodes, *steps, weights, precision),
         Command::Episodes { files, format } => episodes::run(files, format.json),
         Command::Tokenizers { format } => Ok(tokenizers::run(format.json)?),
     }

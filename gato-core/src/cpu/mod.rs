@@ -8,6 +8,7 @@
 //! `pool` recycles buffers of dropped outputs (up to 4 MiB each), so a warm acting loop allocates nothing.
 
 mod attention;
+mod bf16_pairs;
 mod conv;
 mod elementwise;
 mod layout;
@@ -30,7 +31,9 @@ pub use packed::CpuPackedWeight;
 pub use peak::{measure_fma_peak, measure_read_bandwidth, Ceiling};
 pub use storage::{CpuStorage, CPU_BACKEND_NAME};
 
-use crate::backend::{AttentionSpec, Backend, BinaryOp, Conv2dSpec, MatmulSpec, UnaryOp};
+use crate::backend::{
+    AttentionSpec, Backend, BinaryOp, Conv2dSpec, MatmulPrecision, MatmulSpec, UnaryOp,
+};
 use crate::dtype::{DType, HostData, HostSlice};
 use crate::error::{Error, Result};
 use crate::ops;
@@ -51,6 +54,12 @@ impl std::fmt::Debug for CpuBackend {
     }
 }
 
+/// Whether products against bf16 weights laid out for [`MatmulPrecision::Bf16`] run as bf16 × bf16 here
+/// (`vdpbf16ps`: the CPU has AVX-512F and AVX512_BF16, and `GATO_NO_AVX512` is not set); elsewhere they stay f32.
+pub fn bf16_products_available() -> bool {
+    bf16_pairs::available()
+}
+
 /// SIMD features the GEMM kernels can use on this machine (detected at run time).
 pub fn cpu_features() -> String {
     #[cfg(target_arch = "x86_64")]
@@ -64,6 +73,9 @@ pub fn cpu_features() -> String {
         }
         if std::arch::is_x86_feature_detected!("fma") {
             f.push("fma");
+        }
+        if std::arch::is_x86_feature_detected!("avx512bf16") {
+            f.push("avx512bf16");
         }
         if f.is_empty() {
             "sse2".to_string()
@@ -222,7 +234,7 @@ impl CpuBackend {
             if p.dims() == (d.k, d.n) {
                 let rows = d.batch * d.m;
                 return self.compute_f32(OP, d.out.clone(), |out| {
-                    small_m::matmul_packed(out, xv, p.view(), rows, d.k, d.n, spec.alpha, bv, act)
+                    p.product(out, xv, rows, spec.alpha, bv, act)
                 });
             }
         }
@@ -382,7 +394,7 @@ impl Backend for CpuBackend {
         self.linear_op(x, w, bias, None)
     }
 
-    fn pack_weight(&self, w: &Tensor) -> Result<Option<Tensor>> {
+    fn pack_weight(&self, w: &Tensor, precision: MatmulPrecision) -> Result<Option<Tensor>> {
         const OP: &str = "pack_weight";
         let values = self.weights(OP, "w", w)?;
         let &[k, n] = w.dims() else {
@@ -395,7 +407,7 @@ impl Backend for CpuBackend {
             Some(p) => p.original().clone(),
             None => w.clone(),
         };
-        let packed = self.run(|| CpuPackedWeight::new(original, values, k, n));
+        let packed = self.run(|| CpuPackedWeight::new(original, values, k, n, precision));
         Ok(Some(Tensor::from_storage(
             w.shape().clone(),
             w.dtype(),

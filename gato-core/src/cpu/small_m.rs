@@ -114,7 +114,7 @@ impl Weights<'_> {
 
     /// `dst[j] = w[start + j]` widened to f32.
     #[inline]
-    fn widen_into(&self, start: usize, dst: &mut [f32]) {
+    pub(super) fn widen_into(&self, start: usize, dst: &mut [f32]) {
         let end = start + dst.len();
         match self {
             Weights::F32(w) => dst.copy_from_slice(&w[start..end]),
@@ -381,11 +381,26 @@ fn pack_panel(
     }
 }
 
+/// Whether the AVX-512 kernels run here (the CPU has AVX-512F and `GATO_NO_AVX512` is not set).
+pub(super) fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return x86::avx512();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Run the AVX2 kernels (and no bf16 product kernel) on an AVX-512 machine while `on` (tests: results are the
+/// same either way).
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(super) fn force_avx2(on: bool) {
+    x86::FORCE_AVX2.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Apply `act` to columns `[c0, c0 + width)` of every row of `out` (`m × n`), while they are in cache.
 ///
 /// # Safety
 /// `out` points to `m·n` f32, and no other thread touches these columns.
-unsafe fn panel_activation(
+pub(super) unsafe fn panel_activation(
     out: *mut f32,
     m: usize,
     n: usize,
@@ -568,12 +583,13 @@ fn widen_aligned<'s>(
     buf
 }
 
+/// An output pointer handed to rayon tasks that write disjoint parts of it.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 
 impl SendPtr {
     /// The pointer (a method, so closures capture the `Send` wrapper, not the raw field).
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -1113,9 +1129,9 @@ mod tests {
         // On an AVX-512 machine, the AVX2 kernels too (CI's machines have AVX-512).
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx512f") {
-            x86::FORCE_AVX2.store(true, std::sync::atomic::Ordering::Relaxed);
+            force_avx2(true);
             let r = std::panic::catch_unwind(|| check_all_shapes("AVX2 kernels"));
-            x86::FORCE_AVX2.store(false, std::sync::atomic::Ordering::Relaxed);
+            force_avx2(false);
             if let Err(e) = r {
                 std::panic::resume_unwind(e);
             }

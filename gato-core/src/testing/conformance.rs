@@ -7,7 +7,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::Rng;
-use crate::backend::{AttentionSpec, Backend, BinaryOp, Conv2dSpec, MatmulSpec, UnaryOp};
+use crate::backend::{
+    AttentionSpec, Backend, BinaryOp, Conv2dSpec, MatmulPrecision, MatmulSpec, UnaryOp,
+};
 use crate::dtype::{DType, HostData, HostSlice};
 use crate::error::Error;
 use crate::reference as r;
@@ -367,9 +369,9 @@ pub fn linear_half_weights(b: &dyn Backend) -> Result<(), String> {
     )
 }
 
-/// A weight laid out by [`Backend::pack_weight`] (where the backend has a layout of its own) behaves as the
-/// original: same shape, dtype and values, `linear`/`linear_act` against the reference for one and many rows
-/// (more than 256 too), and other ops (cast, download, packing again) accept it.
+/// A weight laid out by [`Backend::pack_weight`] (where the backend has a layout of its own), at either
+/// [`MatmulPrecision`], behaves as the original: same shape, dtype and values, `linear`/`linear_act` against the
+/// reference for one and many rows (more than 256 too), and other ops (cast, download, packing again) accept it.
 pub fn pack_weight(b: &dyn Backend) -> Result<(), String> {
     run(
         (
@@ -377,19 +379,21 @@ pub fn pack_weight(b: &dyn Backend) -> Result<(), String> {
             1usize..50,
             1usize..150,
             prop_oneof![Just(DType::F32), Just(DType::BF16), Just(DType::F16)],
+            prop_oneof![Just(MatmulPrecision::F32), Just(MatmulPrecision::Bf16)],
             any::<u64>(),
         ),
-        |(rows, din, dout, dtype, seed)| {
+        |(rows, din, dout, dtype, precision, seed)| {
             if !b.supports_dtype(dtype) {
                 return Ok(());
             }
             let case = LinearCase::new(rows, din, dout, seed);
             let (xt, wt, bt) = case.upload(b)?;
             let w = ok("cast", b.cast(&wt, dtype))?;
-            let Some(packed) = ok("pack_weight", b.pack_weight(&w))? else {
+            let Some(packed) = ok("pack_weight", b.pack_weight(&w, precision))? else {
                 return Ok(());
             };
-            let what = format!("packed {dtype} [{din}, {dout}], {rows} rows");
+            let what =
+                format!("packed {dtype} [{din}, {dout}] for {precision} products, {rows} rows");
             prop_assert_eq!(packed.dims(), w.dims(), "{}", what);
             prop_assert_eq!(packed.dtype(), w.dtype(), "{}", what);
             let w_wide = ok("download", b.download(&w))?.to_f64_vec();
@@ -399,6 +403,7 @@ pub fn pack_weight(b: &dyn Backend) -> Result<(), String> {
                 "{}: values",
                 what
             );
+            // bf16 products round x to bf16: a relative error of 2⁻⁹ per value, as the weights' own rounding.
             let tol = if dtype == DType::F32 { TOL } else { 1e-2 } * (1.0 + din as f64).sqrt();
             let (want, wd) = case.reference(&w_wide, true);
             let got = ok("linear", b.linear(&xt, &packed, Some(&bt)))?;
@@ -415,7 +420,7 @@ pub fn pack_weight(b: &dyn Backend) -> Result<(), String> {
                 &wd,
                 tol,
             )?;
-            let again = ok("pack_weight", b.pack_weight(&packed))?;
+            let again = ok("pack_weight", b.pack_weight(&packed, precision))?;
             prop_assert!(again.is_some(), "{}: packing a packed weight", what);
             let cast = ok("cast", b.cast(&packed, DType::F32))?;
             prop_assert_eq!(
