@@ -60,7 +60,8 @@ impl MatmulSpec {
 /// matmul's precision); accumulation is f32 either way. Acting chooses it (`gato act --matmul-precision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MatmulPrecision {
-    /// The activations as they are (f32) times the weight's values widened exactly (the default).
+    /// The backend's ordinary products, as [`Backend::matmul`] describes them (the CPU: f32 activations times
+    /// the weight's values widened exactly). The default.
     #[default]
     F32,
     /// For a bf16 weight, the activations may be rounded to bf16 (nearest even), making each product bf16 × bf16
