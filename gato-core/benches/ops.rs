@@ -50,6 +50,29 @@ fn bench(c: &mut Criterion) {
         "causal attention 24 heads x 1024 x 32 (elements = FLOP)",
         |bch| bch.iter(|| be.attention(&q, &q, &q, &spec).unwrap()),
     );
+    // An observation pushed while acting: 40 queries against the 484 cached keys and their own.
+    let (tq, tk) = (40, 524);
+    let qo = be
+        .upload(
+            HostSlice::F32(&data(h * tq * d)),
+            &Shape::from([1, h, tq, d]),
+        )
+        .unwrap();
+    let kv = be
+        .upload(
+            HostSlice::F32(&data(h * tk * d)),
+            &Shape::from([1, h, tk, d]),
+        )
+        .unwrap();
+    let obs_spec = AttentionSpec {
+        q_offset: tk - tq,
+        ..spec.clone()
+    };
+    g.throughput(Throughput::Elements((2 * 2 * h * tq * tk * d) as u64));
+    g.bench_function(
+        "observation attention 24 heads x 40 queries x 524 keys x 32 (elements = FLOP)",
+        |bch| bch.iter(|| be.attention(&qo, &kv, &kv, &obs_spec).unwrap()),
+    );
     let x = be
         .upload(HostSlice::F32(&data(1024 * 768)), &Shape::from([1024, 768]))
         .unwrap();

@@ -99,15 +99,22 @@ fn the_per_token_acting_loop_allocates_nothing() {
         let mut sampler = ActionSampler::new(Sampling::Temperature(1.0), 7).unwrap();
         let mut logits = Vec::new();
         let legal = 32000..33024;
-        // Six timesteps of 39 observations + separator + 4 actions (270 tokens) warm the backend's buffers.
-        for t in 0..6u32 {
-            let mut h = state.push_last(&model, &be, &observation(39, t)).unwrap();
+        // Six timesteps of 39 observations + separator + 4 actions (264 tokens) warm the backend's buffers and
+        // every worker's thread-local scratch: three from outside the backend's scope (each op picks a worker) and
+        // three inside it, as `gato act` runs every step (the scratch of the thread that calls the kernels).
+        let mut step = |t: u32| -> gato_core::Result<()> {
+            let mut h = state.push_last(&model, &be, &observation(39, t))?;
             for _ in 0..4 {
-                last_logits_in_into(&model, &be, &h, legal.clone(), &mut logits).unwrap();
-                let id = sampler.sample_in(&logits, legal.start).unwrap();
-                h = state.push_token(&model, &be, id, t, None).unwrap();
+                last_logits_in_into(&model, &be, &h, legal.clone(), &mut logits)?;
+                let id = sampler.sample_in(&logits, legal.start)?;
+                h = state.push_token(&model, &be, id, t, None)?;
             }
+            Ok(())
+        };
+        for t in 0..3u32 {
+            step(t).unwrap();
         }
+        run_scoped(&be, || (3..6u32).try_for_each(&mut step)).unwrap();
         // One more observation, counted: it may allocate, never a cache-sized buffer.
         // One layer's key buffer: the context window's slots (a decode state reserves them) of `heads · kv` f32s.
         let cache_buffer_bytes = c.attention_width() * 4 * c.token_sequence_length;

@@ -90,10 +90,22 @@ fn dims(m: usize, n: usize, k: usize) -> MatmulDims {
 thread_local! {
     /// Per worker thread, one tile's scores (kept, so a tile allocates nothing).
     static TILE_SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per worker thread, one head's keys transposed into 16-key strips (the AVX-512 tile).
+    static KEYS_T: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Score columns per row of a tile over `kmax` keys: a whole number of 16-key strips for the AVX-512 tile.
+fn score_stride(d: &AttentionDims, kmax: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if super::attention_avx512::available(d.d, d.dv) {
+        return kmax.next_multiple_of(16);
+    }
+    let _ = d;
+    kmax
 }
 
 /// One tile of `rows` query rows (`q`, the first at query `i0`, batch `b`) into `o` (`[rows, dv]`) against the
-/// `kmax` keys and values its last row sees, with `s` (`rows · kmax`) for the scores:
+/// `kmax` keys and values its last row sees, with `s` (`rows` rows of [`score_stride`] columns) for the scores:
 /// `S = scale · Q · Kᵀ`, per row the masked, max-subtracted exponentials `e`, then `O = (e · V) / Σ e` — the
 /// division applied to the `dv` outputs of a row rather than to its `kmax` probabilities.
 #[allow(clippy::too_many_arguments)]
@@ -105,29 +117,60 @@ fn tile(
     spec: &AttentionSpec,
     b: usize,
     i0: usize,
+    kmax: usize,
     o: &mut [f32],
     s: &mut [f32],
 ) {
     let (dk, dv) = (d.d, d.dv);
     let rows = o.len() / dv;
-    let kmax = s.len() / rows;
-    let spec_s = MatmulSpec {
-        trans_a: false,
-        trans_b: true,
-        alpha: spec.scale,
-    };
-    matmul(
-        q,
-        Weights::F32(k),
-        &dims(rows, kmax, dk),
-        &spec_s,
-        1,
-        None,
-        None,
-        s,
-    );
+    let ld = s.len() / rows;
+    #[cfg(target_arch = "x86_64")]
+    let fast = super::attention_avx512::available(dk, dv);
+    #[cfg(not(target_arch = "x86_64"))]
+    let fast = false;
+    if fast {
+        #[cfg(target_arch = "x86_64")]
+        with_scratch(&KEYS_T, |kt| {
+            use super::attention_avx512::{transpose_keys, Product};
+            let kt = grown(kt, ld * dk);
+            // SAFETY: `available` checked the CPU; `k` holds kmax·dk values, `kt` ⌈kmax/16⌉·16·dk, `s` rows·ld.
+            unsafe {
+                transpose_keys(k, kmax, dk, kt);
+                Product {
+                    out: s,
+                    ldo: ld,
+                    x: q,
+                    ldx: dk,
+                    w: kt,
+                    vstep: dk * 16,
+                    kstride: 16,
+                    m: rows,
+                    k: dk,
+                    n: ld,
+                    alpha: spec.scale,
+                }
+                .run();
+            }
+        });
+    } else {
+        let spec_s = MatmulSpec {
+            trans_a: false,
+            trans_b: true,
+            alpha: spec.scale,
+        };
+        matmul(
+            q,
+            Weights::F32(k),
+            &dims(rows, kmax, dk),
+            &spec_s,
+            1,
+            None,
+            None,
+            s,
+        );
+    }
     let mut inv = [0.0f32; TILE];
-    for (r, row) in s.chunks_mut(kmax).enumerate() {
+    for (r, row) in s.chunks_mut(ld).enumerate() {
         let n = visible_keys(spec, d, b, i0 + r);
         if n == 0 {
             row.fill(0.0);
@@ -137,16 +180,37 @@ fn tile(
         inv[r] = 1.0 / math::exp_shifted_sum(&mut row[..n], max);
         row[n..].fill(0.0);
     }
-    matmul(
-        s,
-        Weights::F32(v),
-        &dims(rows, dv, kmax),
-        &MatmulSpec::default(),
-        1,
-        None,
-        None,
-        o,
-    );
+    if fast {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; `v` holds kmax·dv values, read as a row-major [kmax, dv] matrix.
+        unsafe {
+            super::attention_avx512::Product {
+                out: o,
+                ldo: dv,
+                x: s,
+                ldx: ld,
+                w: v,
+                vstep: 16,
+                kstride: dv,
+                m: rows,
+                k: kmax,
+                n: dv,
+                alpha: 1.0,
+            }
+            .run();
+        }
+    } else {
+        matmul(
+            s,
+            Weights::F32(v),
+            &dims(rows, dv, kmax),
+            &MatmulSpec::default(),
+            1,
+            None,
+            None,
+            o,
+        );
+    }
     for (row, &f) in o.chunks_mut(dv).zip(&inv) {
         math::scale(row, f);
     }
@@ -193,8 +257,9 @@ pub(crate) fn attention(
         let kh = &k[bh * tk * dk..(bh * tk + kmax) * dk];
         let vh = &v[bh * tk * dv..(bh * tk + kmax) * dv];
         // The scores live in a per-thread buffer, not zeroed: the product overwrites it.
+        let ld = score_stride(d, kmax);
         with_scratch(&TILE_SCORES, |buf| {
-            tile(qh, kh, vh, d, spec, b, i0, o, grown(buf, rows * kmax))
+            tile(qh, kh, vh, d, spec, b, i0, kmax, o, grown(buf, rows * ld))
         });
     });
 }

@@ -8,6 +8,8 @@
 //! `pool` recycles buffers of dropped outputs (up to 4 MiB each), so a warm acting loop allocates nothing.
 
 mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_avx512;
 mod bf16_pairs;
 mod conv;
 mod elementwise;

@@ -659,6 +659,24 @@ pub fn attention_long(b: &dyn Backend) -> Result<(), String> {
     attention_cases(b, case)
 }
 
+/// Attention with head widths that are multiples of 16 (Gato's is 32), which a backend may give a kernel of their
+/// own: tiles of a few to over 64 queries, key counts that are and are not whole 16-key strips.
+pub fn attention_wide_heads(b: &dyn Backend) -> Result<(), String> {
+    let width = prop_oneof![Just(16usize), Just(32usize), Just(48usize)];
+    let case = (
+        1usize..3,
+        1usize..3,
+        5usize..80,
+        0usize..40,
+        width.clone(),
+        width,
+        any::<bool>(),
+        any::<bool>(),
+        any::<u64>(),
+    );
+    attention_cases(b, case)
+}
+
 type AttentionCase = (usize, usize, usize, usize, usize, usize, bool, bool, u64);
 
 fn attention_cases(
