@@ -256,25 +256,30 @@ pub fn run(
         be.synchronize()?;
         best = best.min(s.elapsed().as_secs_f64());
     }
-    eprintln!("[4/7] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
-    let f32_products = MatmulPrecision::F32;
-    model.cast_block_weights(be, DType::F32)?;
-    let packed = model.pack_block_weights(be, f32_products)?;
+    // Each acting configuration: the decoder weights cast, laid out for the products' precision, then acted with.
     let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
-    let acting_f32 = act(
-        &model,
-        be,
+    let mut acting = |dtype: DType,
+                      precision: MatmulPrecision,
+                      steps: usize,
+                      prompt: usize,
+                      policy: WindowPolicy|
+     -> Result<(bool, Acting)> {
+        model.cast_block_weights(be, dtype)?;
+        let packed = model.pack_block_weights(be, precision)?;
+        Ok((packed, act(&model, be, precision, steps, prompt, policy)?))
+    };
+    let (f32_products, bf16_products) = (MatmulPrecision::F32, MatmulPrecision::Bf16);
+    eprintln!("[4/7] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
+    let (packed, acting_f32) = acting(
+        DType::F32,
         f32_products,
         act_steps,
         prompt,
         WindowPolicy::Rebuild,
     )?;
     eprintln!("[5/7] acting with bf16 weights ...");
-    model.cast_block_weights(be, DType::BF16)?;
-    model.pack_block_weights(be, f32_products)?;
-    let acting_bf16 = act(
-        &model,
-        be,
+    let (_, acting_bf16) = acting(
+        DType::BF16,
         f32_products,
         act_steps,
         prompt,
@@ -283,15 +288,12 @@ pub fn run(
     // A full window: every step overflows it. Rebuild recomputes the kept window; slide moves the cache.
     let full = (c.token_sequence_length / STEP) * STEP;
     eprintln!("[6/7] acting with bf16 weights and a full window ({full} tokens): 3 steps each, rebuild and slide ...");
-    let full_rebuild = act(&model, be, f32_products, 3, full, WindowPolicy::Rebuild)?;
-    let full_slide = act(&model, be, f32_products, 3, full, WindowPolicy::Slide)?;
+    let (_, full_rebuild) = acting(DType::BF16, f32_products, 3, full, WindowPolicy::Rebuild)?;
+    let (_, full_slide) = acting(DType::BF16, f32_products, 3, full, WindowPolicy::Slide)?;
     eprintln!("[7/7] acting with bf16 weights and bf16 products ...");
-    model.cast_block_weights(be, DType::BF16)?;
-    model.pack_block_weights(be, MatmulPrecision::Bf16)?;
-    let acting_bf16_products = act(
-        &model,
-        be,
-        MatmulPrecision::Bf16,
+    let (_, acting_bf16_products) = acting(
+        DType::BF16,
+        bf16_products,
         act_steps,
         prompt,
         WindowPolicy::Rebuild,

@@ -396,55 +396,18 @@ mod x86 {
 mod tests {
     use super::*;
 
-    fn vals(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32
-                    / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
-
-    /// f64 sums of the bf16-rounded operands.
-    fn reference(
-        x: &[f32],
-        w: &[f32],
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f32,
-        bias: Option<&[f32]>,
-    ) -> Vec<f64> {
-        let r = |v: f32| bf16::from_f32(v).to_f64();
-        let mut y = vec![0.0f64; m * n];
-        for i in 0..m {
-            for c in 0..n {
-                let s: f64 = (0..k).map(|j| r(x[i * k + j]) * r(w[j * n + c])).sum();
-                y[i * n + c] = alpha as f64 * s + bias.map_or(0.0, |b| b[c] as f64);
-            }
-        }
-        y
-    }
+    use crate::cpu::test_util::{on_both_kernel_widths, reference, vals};
 
     #[test]
     fn every_shape_matches_the_f64_sum_of_rounded_operands() {
-        check_all_shapes(if available() {
+        // The portable loop too, where the kernel runs (what a CPU without AVX512_BF16 would use, were such a
+        // weight laid out there).
+        let kernel = if available() {
             "vdpbf16ps kernel"
         } else {
             "portable loop"
-        });
-        // The portable loop too, where the kernel runs (it is what a CPU without AVX512_BF16 would use, were
-        // such a weight laid out there).
-        #[cfg(target_arch = "x86_64")]
-        if available() {
-            small_m::force_avx2(true);
-            let r = std::panic::catch_unwind(|| check_all_shapes("portable loop"));
-            small_m::force_avx2(false);
-            if let Err(e) = r {
-                std::panic::resume_unwind(e);
-            }
-        }
+        };
+        on_both_kernel_widths(kernel, "portable loop", check_all_shapes);
     }
 
     fn check_all_shapes(kernel: &str) {
@@ -469,7 +432,13 @@ mod tests {
                 for (alpha, b) in [(1.0, None), (0.5, Some(bias.as_slice()))] {
                     let mut out = vec![f32::NAN; m * n];
                     matmul(&mut out, &x, &strips, m, alpha, b, None);
-                    let want = reference(&x, &w, m, k, n, alpha, b);
+                    // f64 sums of the bf16-rounded operands.
+                    let round = |v: &[f32]| {
+                        v.iter()
+                            .map(|&v| bf16::from_f32(v).to_f64())
+                            .collect::<Vec<_>>()
+                    };
+                    let want = reference(&round(&x), &round(&w), (m, k, n), alpha, b);
                     let err = out
                         .iter()
                         .zip(&want)

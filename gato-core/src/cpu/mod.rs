@@ -23,6 +23,8 @@ mod pool;
 mod scratch;
 mod small_m;
 mod storage;
+#[cfg(test)]
+mod test_util;
 
 use std::sync::Arc;
 

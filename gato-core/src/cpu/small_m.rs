@@ -1094,48 +1094,12 @@ mod x86 {
 mod tests {
     use super::*;
 
-    fn reference(
-        x: &[f32],
-        w: &[f64],
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f32,
-        bias: Option<&[f32]>,
-    ) -> Vec<f64> {
-        let mut y = vec![0.0f64; m * n];
-        for r in 0..m {
-            for c in 0..n {
-                let s: f64 = (0..k).map(|i| x[r * k + i] as f64 * w[i * n + c]).sum();
-                y[r * n + c] = alpha as f64 * s + bias.map_or(0.0, |b| b[c] as f64);
-            }
-        }
-        y
-    }
-
-    fn vals(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32
-                    / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
+    use crate::cpu::test_util::{on_both_kernel_widths, reference, vals};
 
     #[test]
     fn every_row_count_and_weight_type_matches_f64() {
-        check_all_shapes("default kernels");
         // On an AVX-512 machine, the AVX2 kernels too (CI's machines have AVX-512).
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
-            force_avx2(true);
-            let r = std::panic::catch_unwind(|| check_all_shapes("AVX2 kernels"));
-            force_avx2(false);
-            if let Err(e) = r {
-                std::panic::resume_unwind(e);
-            }
-        }
+        on_both_kernel_widths("default kernels", "AVX2 kernels", check_all_shapes);
     }
 
     fn check_all_shapes(kernels: &str) {
@@ -1202,7 +1166,8 @@ mod tests {
                             "{kernels}, {name} m={m} k={k} n={n}: packed"
                         );
                     }
-                    let mut want = reference(&x, &wide, m, k, n, alpha, b);
+                    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                    let mut want = reference(&x64, &wide, (m, k, n), alpha, b);
                     if act.is_some() {
                         // x·Φ(x), Φ from f64 erfc.
                         want.iter_mut()
