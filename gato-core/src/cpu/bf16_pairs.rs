@@ -271,18 +271,23 @@ mod x86 {
             // Columns the last strip of this step writes.
             let last = (width - s * STRIP - if two { STRIP } else { 0 }).min(STRIP);
             let strip = lines.as_ptr().add((col / STRIP) * pairs * LINE_WORDS);
-            // The first row block reads these strips from memory, the others from cache: during those, the next
-            // two strips (the rest of this panel, or the next panel of this thread's run — strips are consecutive
-            // in memory) are fetched. M = 40 against 768×768 bf16 from memory: 194 → 165 µs; with one block
-            // (M ≤ 12: a decoded token) the prefetches only slowed the stream (47 → 53 µs), so there are none.
+            // The next two strips (the rest of this panel, or the next panel of this thread's run — strips are
+            // consecutive in memory) are fetched while these compute. With several row blocks, the first reads
+            // these strips from memory and the others from cache: the others fetch into L1 (M = 40 against
+            // 768×768 bf16 from memory: 194 → 165 µs). With one block (M ≤ 12: a decoded token) it fetches
+            // into L2, which kept the stream going where fetching into L1 slowed it (6 alternating rounds,
+            // 768×768: 52 µs without, 40 into L2, 53 into L1; 768×3072: 251, 237, 270).
             let ahead =
                 (lines.len() / (pairs * LINE_WORDS)).saturating_sub(col / STRIP + count_step(two));
             let pf_lines = ahead.min(2) * pairs;
             let pf_base = strip
                 .wrapping_add(count_step(two) * pairs * LINE_WORDS)
                 .cast::<u8>();
-            // Lines before block b's share: blocks 1..B split them.
-            let share = |b: usize| (b.max(1) - 1) * pf_lines / (blocks - 1).max(1);
+            // Lines before block b's share: blocks 1..B split them (one block: all of them).
+            let share = |b: usize| match blocks {
+                1 => b * pf_lines,
+                _ => (b.max(1) - 1) * pf_lines / (blocks - 1),
+            };
             let mut r = 0;
             for b in 0..blocks {
                 let rows = (m - r).div_ceil(blocks - b);
@@ -298,7 +303,8 @@ mod x86 {
                     alpha,
                     bias,
                     pf: pf_base.wrapping_add(share(b) * 64),
-                    pf_lines: if b == 0 { 0 } else { share(b + 1) - share(b) },
+                    pf_lines: share(b + 1) - share(b),
+                    to_l2: blocks == 1,
                 };
                 macro_rules! go {
                     ($($mr:literal)*) => {
@@ -334,6 +340,8 @@ mod x86 {
         /// Cache lines from `pf` to prefetch, spread over the tile's loop.
         pf: *const u8,
         pf_lines: usize,
+        /// Prefetch into L2 rather than L1.
+        to_l2: bool,
     }
 
     /// Strips one step of [`panel`] computes.
@@ -359,7 +367,11 @@ mod x86 {
                 while due >= self.pairs {
                     due -= self.pairs;
                     // SAFETY (of later reads): a prefetch is a hint and never faults.
-                    _mm_prefetch::<_MM_HINT_T0>(line.cast());
+                    if self.to_l2 {
+                        _mm_prefetch::<_MM_HINT_T1>(line.cast());
+                    } else {
+                        _mm_prefetch::<_MM_HINT_T0>(line.cast());
+                    }
                     line = line.wrapping_add(64);
                 }
                 let mut w = [_mm512_setzero_si512(); NV];
