@@ -1,8 +1,9 @@
 //! The CPU backend (`cpu`): ndarray storage, the `gemm` crate for matrix products, rayon for threads.
 //!
 //! Each op family's kernel lives in its own file (`matmul` with `small_m` for products of few rows and f16/bf16
-//! weights, `elementwise`, `math` for the vectorised exp/GELU, `norm`, `attention`, `conv`, `layout`; `peak`
-//! measures the machine's FMA peak and read bandwidth);
+//! weights, `bf16_pairs` for bf16 × bf16 products of weights laid out for [`MatmulPrecision::Bf16`],
+//! `elementwise`, `math` for the vectorised exp/GELU, `norm`, `attention` with `attention_avx512` for 16-multiple
+//! head widths, `conv`, `layout`; `peak` measures the machine's FMA peak and read bandwidth);
 //! this file validates arguments with [`crate::ops`], unwraps storage and runs the kernel inside the backend's
 //! own rayon pool, so `--threads` bounds every op. Kernels write into an output buffer the backend hands them:
 //! `pool` recycles buffers of dropped outputs (up to 4 MiB each), so a warm acting loop allocates nothing.
