@@ -48,13 +48,7 @@ fn direct(
 ) {
     let (tq, tk, dk, dv) = (d.tq, d.tk, d.d, d.dv);
     let b = bh / d.h;
-    // The score row is kept per worker thread (decoding allocates nothing).
-    with_scratch(&SCORES, |scores| {
-        if scores.len() < tk {
-            // Grown to a power of two, so a growing KV cache reallocates it a handful of times, not per token.
-            scores.resize(tk.next_power_of_two(), 0.0);
-        }
-        let scores = &mut scores[..tk];
+    let mut rows = |scores: &mut [f32]| {
         for (i, row) in o.chunks_mut(dv).enumerate() {
             let n = visible_keys(spec, d, b, i);
             if n == 0 {
@@ -73,8 +67,25 @@ fn direct(
                 math::axpy(row, p * inv, vj);
             }
         }
-    });
+    };
+    // The score row lives on the stack for caches up to `STACK_SCORES` keys (Gato's window is 1024), so decoding
+    // allocates nothing whichever worker runs a head; longer caches use a per-thread buffer, grown to a power of
+    // two so a growing cache reallocates it a handful of times, not per token.
+    if tk <= STACK_SCORES {
+        let mut stack = [0.0f32; STACK_SCORES];
+        rows(&mut stack[..tk]);
+    } else {
+        with_scratch(&SCORES, |scores| {
+            if scores.len() < tk {
+                scores.resize(tk.next_power_of_two(), 0.0);
+            }
+            rows(&mut scores[..tk])
+        });
+    }
 }
+
+/// Score-row length kept on the stack by [`direct`] (16 KiB).
+const STACK_SCORES: usize = 4096;
 
 fn dims(m: usize, n: usize, k: usize) -> MatmulDims {
     MatmulDims {

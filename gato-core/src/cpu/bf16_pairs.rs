@@ -138,8 +138,7 @@ pub(crate) fn matmul(
         return;
     }
     let pairs = w.pairs();
-    with_scratch(&ROUNDED, |buf| {
-        let xq = grown(buf, m * pairs);
+    let mut run = |xq: &mut [u32]| {
         round_rows(x, m, k, xq);
         let xq: &[u32] = xq;
         let out_ptr = SendPtr(out.as_mut_ptr());
@@ -158,8 +157,19 @@ pub(crate) fn matmul(
                 }
             }
         });
-    });
+    };
+    // A decoded token's rounded row lives on the stack: no per-thread buffer that a step landing on a fresh
+    // worker would have to grow.
+    if m * pairs <= STACK_WORDS {
+        let mut stack = [0u32; STACK_WORDS];
+        run(&mut stack[..m * pairs]);
+    } else {
+        with_scratch(&ROUNDED, |buf| run(grown(buf, m * pairs)));
+    }
 }
+
+/// Rounded activation words kept on the stack (16 KiB: one row of K ≤ 8192).
+const STACK_WORDS: usize = 4096;
 
 /// The bf16 bits of `v` rounded to nearest even (NaN stays NaN).
 fn round_bits(v: f32) -> u32 {

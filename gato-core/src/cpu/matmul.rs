@@ -8,6 +8,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::elementwise::unary_in_place;
+use super::math;
 use super::small_m::{self, Weights};
 use crate::backend::UnaryOp;
 
@@ -106,6 +107,18 @@ pub(crate) fn matmul(
         small_m::matmul(out, a, b, rows, d.k, d.n, spec.alpha, bias, act);
         return;
     }
+    // A few rows against a shared f32 weight stored transposed (`[N, K]`: the output table's legal rows when
+    // acting): one dot product per output, at the weight's read bandwidth, with no packing and no per-thread
+    // buffers (the `gemm` crate keeps one per thread, allocated on a thread's first call).
+    if let (Weights::F32(bt), true) = (b, !spec.trans_a && spec.trans_b && !d.b_batched) {
+        if rows <= NT_DIRECT_ROWS {
+            nt_direct(out, a, bt, rows, d.k, d.n, spec.alpha, bias);
+            if let Some(op) = act {
+                unary_in_place(op, out);
+            }
+            return;
+        }
+    }
     let b: Cow<'_, [f32]> = match b {
         Weights::F32(b) => Cow::Borrowed(b),
         Weights::F16(b) => Cow::Owned(widen(b, |v| v.to_f32())),
@@ -158,6 +171,37 @@ pub(crate) fn matmul(
     if let Some(op) = act {
         unary_in_place(op, out);
     }
+}
+
+/// Up to this many rows, a product with a transposed shared weight runs as dot products ([`nt_direct`]).
+const NT_DIRECT_ROWS: usize = 4;
+
+/// Output columns per task of [`nt_direct`].
+const NT_COLUMNS: usize = 64;
+
+/// `out[r, c] = alpha · a[r, :] · bt[c, :] (+ bias[c])` for `rows` rows, `bt` being `[n, k]` row-major.
+#[allow(clippy::too_many_arguments)]
+fn nt_direct(
+    out: &mut [f32],
+    a: &[f32],
+    bt: &[f32],
+    rows: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    bias: Option<&[f32]>,
+) {
+    let out_ptr = small_m::SendPtr(out.as_mut_ptr());
+    (0..n.div_ceil(NT_COLUMNS)).into_par_iter().for_each(|t| {
+        for c in t * NT_COLUMNS..((t + 1) * NT_COLUMNS).min(n) {
+            let col = &bt[c * k..(c + 1) * k];
+            for r in 0..rows {
+                let v = alpha * math::dot(&a[r * k..(r + 1) * k], col) + bias.map_or(0.0, |b| b[c]);
+                // SAFETY: r < rows, c < n, and only this task writes column c.
+                unsafe { *out_ptr.get().add(r * n + c) = v };
+            }
+        }
+    });
 }
 
 /// f16/bf16 → f32 in parallel chunks (exact).

@@ -177,8 +177,7 @@ pub fn cast(b: &dyn Backend) -> Result<(), String> {
     })
 }
 
-fn matmul_case(
-) -> impl Strategy<Value = (Vec<usize>, usize, usize, usize, bool, bool, bool, f32, u64)> {
+fn matmul_case() -> impl Strategy<Value = MatmulCase> {
     (
         prop::collection::vec(1usize..4, 0..3),
         1usize..70,
@@ -194,36 +193,57 @@ fn matmul_case(
 
 /// Batched / transposed / broadcast matrix products.
 pub fn matmul(b: &dyn Backend) -> Result<(), String> {
-    run(
-        matmul_case(),
-        |(batch, m, n, k, ta, tb, b_batched, alpha, seed)| {
-            let mut rng = Rng::new(seed);
-            let mut ad = batch.clone();
-            ad.extend(if ta { [k, m] } else { [m, k] });
-            let mut bd = if b_batched { batch.clone() } else { vec![] };
-            bd.extend(if tb { [n, k] } else { [k, n] });
-            let av = rng.vec(ad.iter().product(), -1.0, 1.0);
-            let bv = rng.vec(bd.iter().product(), -1.0, 1.0);
-            let spec = MatmulSpec {
-                trans_a: ta,
-                trans_b: tb,
-                alpha,
-            };
-            let got = ok(
-                "matmul",
-                b.matmul(&up(b, &av, &ad)?, &up(b, &bv, &bd)?, &spec),
-            )?;
-            let (want, wd) = r::matmul(&wide(&av), &ad, &wide(&bv), &bd, &spec);
-            close(
-                b,
-                &format!("matmul a{ad:?} b{bd:?} {spec:?}"),
-                &got,
-                &want,
-                &wd,
-                TOL * (1.0 + k as f64).sqrt(),
-            )
-        },
-    )
+    matmul_cases(b, matmul_case())
+}
+
+/// Products of 1–4 rows against a shared `b`, either side transposed — a decoded token's shapes, which a backend
+/// may compute without its general GEMM (the CPU: dot products against a transposed weight such as the output
+/// table's rows).
+pub fn matmul_few_rows(b: &dyn Backend) -> Result<(), String> {
+    let case = (
+        prop::collection::vec(1usize..3, 0..2),
+        1usize..5,
+        1usize..150,
+        0usize..70,
+        any::<bool>(),
+        any::<bool>(),
+        Just(false),
+        prop_oneof![Just(1.0f32), -2.0f32..2.0],
+        any::<u64>(),
+    );
+    matmul_cases(b, case)
+}
+
+type MatmulCase = (Vec<usize>, usize, usize, usize, bool, bool, bool, f32, u64);
+
+fn matmul_cases(b: &dyn Backend, case: impl Strategy<Value = MatmulCase>) -> Result<(), String> {
+    run(case, |(batch, m, n, k, ta, tb, b_batched, alpha, seed)| {
+        let mut rng = Rng::new(seed);
+        let mut ad = batch.clone();
+        ad.extend(if ta { [k, m] } else { [m, k] });
+        let mut bd = if b_batched { batch.clone() } else { vec![] };
+        bd.extend(if tb { [n, k] } else { [k, n] });
+        let av = rng.vec(ad.iter().product(), -1.0, 1.0);
+        let bv = rng.vec(bd.iter().product(), -1.0, 1.0);
+        let spec = MatmulSpec {
+            trans_a: ta,
+            trans_b: tb,
+            alpha,
+        };
+        let got = ok(
+            "matmul",
+            b.matmul(&up(b, &av, &ad)?, &up(b, &bv, &bd)?, &spec),
+        )?;
+        let (want, wd) = r::matmul(&wide(&av), &ad, &wide(&bv), &bd, &spec);
+        close(
+            b,
+            &format!("matmul a{ad:?} b{bd:?} {spec:?}"),
+            &got,
+            &want,
+            &wd,
+            TOL * (1.0 + k as f64).sqrt(),
+        )
+    })
 }
 
 /// Random operands of `x · w + bias` (`x: [rows, din]`, `w: [din, dout]`, `bias: [dout]`, all in [−1, 1)).

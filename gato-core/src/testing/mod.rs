@@ -51,7 +51,7 @@ pub fn run_check(
 macro_rules! backend_conformance_tests {
     ($make:path) => {
         $crate::backend_conformance_tests!(@each $make;
-            memory, cast, matmul, linear, linear_act, linear_half_weights, pack_weight, unary, binary, affine, geglu, layer_norm,
+            memory, cast, matmul, matmul_few_rows, linear, linear_act, linear_half_weights, pack_weight, unary, binary, affine, geglu, layer_norm,
             group_norm, softmax, log_softmax, attention, attention_long, attention_wide_heads, embedding, conv2d, concat, slice,
             slice_assign, permute, errors);
     };
