@@ -61,7 +61,6 @@ impl PairStrips {
         let strips = n.div_ceil(STRIP);
         let mut words = vec![0u32; strips * pairs * LINE_WORDS + LINE_WORDS];
         let skew = words.as_ptr().align_offset(64).min(LINE_WORDS);
-        let bits = |v: f32| u32::from(bf16::from_f32(v).to_bits());
         // K = 0: no pair rows (`max(1)`: no chunks to cut).
         words[skew..skew + strips * pairs * LINE_WORDS]
             .par_chunks_mut((pairs * LINE_WORDS).max(1))
@@ -78,7 +77,7 @@ impl PairStrips {
                         hi = [0.0; STRIP];
                     }
                     for j in 0..cols {
-                        line[j] = bits(lo[j]) | bits(hi[j]) << 16;
+                        line[j] = round_bits(lo[j]) | round_bits(hi[j]) << 16;
                     }
                 }
             });
