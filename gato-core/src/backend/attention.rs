@@ -1,0 +1,33 @@
+//! Softmax and causal scaled dot-product attention (paper §2.2, App. C.1).
+
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Options of scaled dot-product attention.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AttentionSpec {
+    /// Softmax scale, `1/√kv` in Gato (design.md §6).
+    pub scale: f32,
+    /// Apply the causal mask: query `i` sees keys `j ≤ q_offset + i`.
+    pub causal: bool,
+    /// Absolute position of the first query among the keys (0 for a full forward; the cache length when decoding
+    /// new tokens against a KV cache).
+    pub q_offset: usize,
+    /// Per batch entry, how many leading keys are real (the rest is padding). `None`: all keys are real.
+    /// A query row that sees no real key outputs zeros.
+    pub kv_len: Option<Vec<usize>>,
+}
+
+/// Softmax and attention (a family of [`super::Backend`]).
+pub trait AttentionOps {
+    /// Softmax over the last dim.
+    fn softmax(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Log-softmax over the last dim (for the cross-entropy loss).
+    fn log_softmax(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Scaled dot-product attention. `q: [B, H, Tq, D]`, `k: [B, H, Tk, D]`, `v: [B, H, Tk, Dv]` →
+    /// `[B, H, Tq, Dv]`; masking per [`AttentionSpec`].
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec)
+        -> Result<Tensor>;
+}

@@ -1,0 +1,75 @@
+//! 2-D convolution on the CPU as im2col + GEMM (the ResNet patch embedding, App. C.2).
+
+use gato_core::backend::MatmulSpec;
+use gato_core::ops::{Conv2dDims, MatmulDims};
+use gato_core::shape::Shape;
+
+/// Unfold one image `[C, H, W]` into columns `[C·kh·kw, OH·OW]` (zero padding).
+fn im2col(x: &[f32], d: &Conv2dDims) -> Vec<f32> {
+    let p = d.oh * d.ow;
+    let mut cols = vec![0.0f32; d.c * d.kh * d.kw * p];
+    for c in 0..d.c {
+        for ky in 0..d.kh {
+            for kx in 0..d.kw {
+                let row = (c * d.kh + ky) * d.kw + kx;
+                let dst = &mut cols[row * p..(row + 1) * p];
+                for oy in 0..d.oh {
+                    let y = (oy * d.stride + ky) as isize - d.pad as isize;
+                    if y < 0 || y >= d.h as isize {
+                        continue;
+                    }
+                    for ox in 0..d.ow {
+                        let xx = (ox * d.stride + kx) as isize - d.pad as isize;
+                        if xx < 0 || xx >= d.w as isize {
+                            continue;
+                        }
+                        dst[oy * d.ow + ox] = x[(c * d.h + y as usize) * d.w + xx as usize];
+                    }
+                }
+            }
+        }
+    }
+    cols
+}
+
+pub(crate) fn conv2d(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    d: &Conv2dDims,
+    threads: usize,
+    out: &mut [f32],
+) {
+    let p = d.oh * d.ow;
+    let ck = d.c * d.kh * d.kw;
+    let mm = MatmulDims {
+        batch: 1,
+        m: d.o,
+        n: p,
+        k: ck,
+        b_batched: false,
+        out: Shape::new([d.o, p]),
+    };
+    let img_len = d.c * d.h * d.w;
+    if d.o * p == 0 {
+        return;
+    }
+    for (i, y) in out.chunks_mut(d.o * p).enumerate().take(d.n) {
+        let cols = im2col(&x[i * img_len..(i + 1) * img_len], d);
+        crate::matmul::gemm::matmul(
+            w,
+            crate::matmul::small_m::Weights::F32(&cols),
+            &mm,
+            &MatmulSpec::default(),
+            threads,
+            None,
+            None,
+            y,
+        );
+        if let Some(b) = bias {
+            for (row, &bo) in y.chunks_mut(p).zip(b) {
+                row.iter_mut().for_each(|v| *v += bo);
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Embedding gather and convolution ([`gato_core::GatherConvOps`]); the convolution (im2col + product) is in `conv`.
+
+pub(crate) mod conv;
+
+use gato_core::backend::Conv2dSpec;
+use gato_core::error::Result;
+use gato_core::ops;
+use gato_core::shape::Shape;
+use gato_core::tensor::Tensor;
+use gato_core::GatherConvOps;
+
+use crate::CpuBackend;
+
+impl GatherConvOps for CpuBackend {
+    fn embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        const OP: &str = "embedding";
+        let (v, d, shape) = ops::embedding_dims(table.shape(), ids.shape())?;
+        let (t, idv) = (self.f32s(OP, "table", table)?, self.u32s(OP, "ids", ids)?);
+        ops::check_ids(idv, v)?;
+        self.compute_f32(OP, shape, |out| {
+            if d == 0 {
+                return;
+            }
+            for (row, &id) in out.chunks_exact_mut(d).zip(idv) {
+                // PAD_ID rows stay zero.
+                if id != ops::PAD_ID {
+                    let r = id as usize * d;
+                    row.copy_from_slice(&t[r..r + d]);
+                }
+            }
+        })
+    }
+    fn conv2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        spec: &Conv2dSpec,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv2d";
+        let d = ops::conv2d_dims(x.shape(), w.shape(), bias.map(|b| b.shape()), spec)?;
+        let (xv, wv) = (self.f32s(OP, "x", x)?, self.f32s(OP, "w", w)?);
+        let bv = bias.map(|b| self.f32s(OP, "bias", b)).transpose()?;
+        self.compute_f32(OP, Shape::new([d.n, d.o, d.oh, d.ow]), |out| {
+            conv::conv2d(xv, wv, bv, &d, self.threads, out)
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! One module per op family of [`gato_core::Backend`], each holding the family's `impl` for [`crate::CudaBackend`].
+
+mod attention;
+mod elementwise;
+mod gather_conv;
+mod layout;
+mod matmul;
+mod memory;
+mod norm;
