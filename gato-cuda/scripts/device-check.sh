@@ -9,11 +9,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export GATO_CONFORMANCE_CASES="${GATO_CONFORMANCE_CASES:-16}"
+# Build quietly, so the first line printed is the verdict on the CUDA backend.
+if ! cargo build --release --locked -p gato-cli --bin gato --example device_check >/tmp/gato-device-build.log 2>&1; then
+    echo "FAIL: build failed (log below)"; cat /tmp/gato-device-build.log; exit 1
+fi
+if ! verdict=$(./target/release/gato --backend cuda check --size 256 2>&1); then
+    echo "FAIL: CUDA backend unavailable on this machine: $verdict"
+    nvidia-smi || true
+    exit 1
+fi
+echo "ok: CUDA backend available ($(head -1 <<<"$verdict"))"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv || true
-echo "=== build (release)"
-cargo build --release -p gato-cli --bin gato --example device_check
 echo "=== conformance suite on CUDA"
-cargo test --release -p gato-cuda --test conformance 2>&1 | tee /tmp/gato-cuda-conformance.log | grep -E "^test |test result|SKIPPED|panicked"
+cargo test --release --locked -p gato-cuda --test conformance 2>&1 | tee /tmp/gato-cuda-conformance.log | grep -E "^test |test result|SKIPPED|panicked"
 if grep -q SKIPPED /tmp/gato-cuda-conformance.log; then echo "FAIL: CUDA conformance skipped on a GPU machine"; exit 1; fi
 echo "=== gato CLI on CUDA"
 ./target/release/gato --backend cuda backends

@@ -16,11 +16,12 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod ops;
 mod probe;
 mod storage;
 
 pub use backend::{CudaBackend, KERNELS};
-pub use probe::{device_info, driver_library, probe, DeviceInfo};
+pub use probe::{decide, device_info, driver_library, findings, probe, DeviceInfo, ProbeFindings};
 pub use storage::CudaStorage;
 
 use std::sync::Arc;
@@ -31,16 +32,29 @@ use gato_core::{Backend, Error, Result};
 /// Registered name of the CUDA backend.
 pub const CUDA_BACKEND_NAME: &str = "cuda";
 
-fn create(_options: &BackendOptions) -> Result<Arc<dyn Backend>> {
-    // `create_backend` calls this only after `probe` succeeded, and `probe` never succeeds in this build.
-    let reason = probe()
-        .err()
-        .unwrap_or_else(|| "the CUDA kernels are not part of this build".to_string());
-    Err(Error::BackendUnavailable {
+/// The registry's constructor: probe device `options.device` ([`findings`] → [`decide`]), then open it. Every
+/// refusal, and a failure to create the context, is [`Error::BackendUnavailable`] ("CUDA backend unavailable: …").
+fn create(options: &BackendOptions) -> Result<Arc<dyn Backend>> {
+    let unavailable = |reason: String| Error::BackendUnavailable {
         name: CUDA_BACKEND_NAME.into(),
         display: CUDA_BACKEND_NAME.to_uppercase(),
         reason,
-    })
+    };
+    decide(&findings(options.device)).map_err(unavailable)?;
+    // cudarc panics rather than erring on some library faults; the probe above makes that unlikely, and a panic
+    // that still happens becomes the same clear error.
+    let ordinal = options.device;
+    match std::panic::catch_unwind(move || CudaBackend::new(ordinal)) {
+        Ok(Ok(be)) => Ok(Arc::new(be)),
+        Ok(Err(e)) => Err(unavailable(e.to_string())),
+        Err(p) => Err(unavailable(format!(
+            "creating the CUDA context panicked: {}",
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        ))),
+    }
 }
 
 inventory::submit! {

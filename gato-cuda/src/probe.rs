@@ -109,29 +109,144 @@ pub fn device_info(ordinal: usize) -> Result<DeviceInfo, String> {
     })
 }
 
-/// The registry probe: `Ok(description)` when the backend can run, else the reason. Never panics.
+/// What [`findings`] saw on this machine, before [`decide`] turns it into a verdict. Kept as plain data so the
+/// decision is tested on machines without a GPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeFindings {
+    /// The driver library that opened, or why none did.
+    pub driver: Result<&'static str, String>,
+    /// The device asked for (`None` when the driver was not found, so it was not queried).
+    pub device: Option<Result<DeviceInfo, String>>,
+    /// Whether a cuBLAS library opens (the backend's matrix products).
+    pub cublas: bool,
+    /// Whether an NVRTC library opens (the backend's kernels are compiled at first use).
+    pub nvrtc: bool,
+}
+
+/// Look for the driver, device `ordinal`, cuBLAS and NVRTC. Never panics: each library is opened with
+/// `libloading` before cudarc touches it.
+pub fn findings(ordinal: usize) -> ProbeFindings {
+    let driver = driver_library();
+    let device = driver.is_ok().then(|| device_info(ordinal));
+    // SAFETY: these only try to open the libraries by name (and close them); no symbol is called.
+    let (cublas, nvrtc) = unsafe {
+        (
+            cudarc::cublas::sys::is_culib_present(),
+            cudarc::nvrtc::sys::is_culib_present(),
+        )
+    };
+    ProbeFindings {
+        driver,
+        device,
+        cublas,
+        nvrtc,
+    }
+}
+
+/// The verdict on `f`: `Ok(device description)` when the driver, the device, cuBLAS and NVRTC are all there, else
+/// the first thing missing (the error after "CUDA backend unavailable: ").
+pub fn decide(f: &ProbeFindings) -> Result<String, String> {
+    let lib = f.driver.clone()?;
+    let dev = match &f.device {
+        Some(Ok(dev)) => dev,
+        Some(Err(e)) => return Err(e.clone()),
+        None => return Err(format!("driver {lib} loaded but no device was queried")),
+    };
+    if !f.cublas {
+        return Err(format!(
+            "found {dev}, but no cuBLAS library (libcublas) could be opened: install the CUDA toolkit's cuBLAS or \
+             put its directory on LD_LIBRARY_PATH"
+        ));
+    }
+    if !f.nvrtc {
+        return Err(format!(
+            "found {dev}, but no NVRTC library (libnvrtc) could be opened: install the CUDA toolkit's NVRTC (or the \
+             nvidia-cuda-nvrtc wheel, see tools/setup-nvrtc.sh) or put its directory on LD_LIBRARY_PATH"
+        ));
+    }
+    Ok(dev.to_string())
+}
+
+/// The registry probe for device 0: `Ok(description)` when the backend can run, else the reason. Never panics.
 pub fn probe() -> Result<String, String> {
-    let dev = device_info(0)?;
-    Err(format!(
-        "found {dev}, but the CUDA kernels are not part of this build yet"
-    ))
+    decide(&findings(0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// On a machine without a driver the probe names the missing library; with one it names the device. Either
-    /// way it returns instead of panicking.
+    fn h200() -> DeviceInfo {
+        DeviceInfo {
+            ordinal: 0,
+            name: "NVIDIA H200".into(),
+            total_memory: 150 << 30,
+            compute_capability: (9, 0),
+        }
+    }
+
+    fn all_present() -> ProbeFindings {
+        ProbeFindings {
+            driver: Ok("libcuda.so.1"),
+            device: Some(Ok(h200())),
+            cublas: true,
+            nvrtc: true,
+        }
+    }
+
+    /// Everything present: the backend is available and described by its device.
+    #[test]
+    fn decide_accepts_a_complete_machine() {
+        let d = decide(&all_present()).unwrap();
+        assert_eq!(d, "cuda:0 NVIDIA H200 (150.0 GiB, compute capability 9.0)");
+    }
+
+    /// Each missing piece is refused with a reason naming it.
+    #[test]
+    fn decide_refuses_each_missing_piece() {
+        let no_driver = ProbeFindings {
+            driver: Err("no CUDA driver found (libcuda.so.1: cannot open)".into()),
+            device: None,
+            ..all_present()
+        };
+        assert!(decide(&no_driver)
+            .unwrap_err()
+            .starts_with("no CUDA driver found"));
+        let no_device = ProbeFindings {
+            device: Some(Err("the CUDA driver reports no devices".into())),
+            ..all_present()
+        };
+        assert_eq!(
+            decide(&no_device).unwrap_err(),
+            "the CUDA driver reports no devices"
+        );
+        let no_cublas = ProbeFindings {
+            cublas: false,
+            ..all_present()
+        };
+        let e = decide(&no_cublas).unwrap_err();
+        assert!(e.contains("NVIDIA H200") && e.contains("cuBLAS"), "{e}");
+        let no_nvrtc = ProbeFindings {
+            nvrtc: false,
+            ..all_present()
+        };
+        let e = decide(&no_nvrtc).unwrap_err();
+        assert!(e.contains("NVRTC"), "{e}");
+    }
+
+    /// On this machine the probe returns (never panics) and agrees with the findings: without a driver it names
+    /// the missing library; with one it describes the device or names what is missing.
     #[test]
     fn probe_reports_without_panicking() {
-        let reason = probe().unwrap_err();
-        match driver_library() {
-            Err(_) => assert!(reason.starts_with("no CUDA driver found ("), "{reason}"),
-            Ok(lib) => {
-                println!("driver library {lib} present: {reason}");
-                assert!(!reason.is_empty());
+        let f = findings(0);
+        let verdict = probe();
+        assert_eq!(verdict, decide(&f));
+        match (&f.driver, &verdict) {
+            (Err(_), Err(reason)) => {
+                assert!(reason.starts_with("no CUDA driver found ("), "{reason}")
             }
+            (Err(_), Ok(d)) => panic!("available without a driver: {d}"),
+            (Ok(lib), v) => println!("driver library {lib} present: {v:?}"),
         }
     }
 }
