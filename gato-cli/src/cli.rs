@@ -71,7 +71,7 @@ pub enum Command {
         #[command(flatten)]
         format: Format,
     },
-    /// Tokenize values, text or an image into one Gato observation (SPEC §4) and print the tokens.
+    /// Tokenize values, text or an image into one Gato observation (design.md §4) and print the tokens.
     Tokenize(TokenizeArgs),
     /// Summarise episode files: environment, episodes, steps, fields, returns.
     Episodes {
@@ -124,6 +124,13 @@ pub enum Command {
         /// Preset or config file.
         #[arg(long, default_value = "small", value_name = "NAME|PATH")]
         config: String,
+        /// Episode file acted on (its first episode; prompts from it too), as `gato act --episode F --prompt F`.
+        #[arg(
+            long,
+            default_value = "data/episodes/metaworld.safetensors",
+            value_name = "FILE"
+        )]
+        episode: PathBuf,
         /// Tokens in the forward pass.
         #[arg(long, default_value_t = 1024)]
         tokens: usize,
@@ -244,7 +251,7 @@ pub struct ActArgs {
     /// Text tokenizer for text fields.
     #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
     pub text_tokenizer: String,
-    /// When the context window is full: `rebuild` the KV cache from the kept timesteps (exact, SPEC §6; a forward
+    /// When the context window is full: `rebuild` the KV cache from the kept timesteps (exact, design.md §6; a forward
     /// pass over the window at every later step) or `slide` it (keep the kept tokens' cached keys and values, as
     /// Transformer-XL memory does; a step keeps its cost; logits differ from a fresh forward).
     #[arg(long, default_value = "rebuild", value_name = "POLICY")]

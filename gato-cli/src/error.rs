@@ -14,6 +14,9 @@ pub enum CliError {
     /// From gato-tokenizers.
     #[error(transparent)]
     Tokenize(#[from] gato_tokenizers::Error),
+    /// From gato-agent (acting).
+    #[error(transparent)]
+    Agent(#[from] gato_agent::Error),
     /// From gato-data (episode files).
     #[error(transparent)]
     Data(#[from] gato_data::DataError),

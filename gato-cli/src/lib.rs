@@ -13,11 +13,11 @@
 #![warn(missing_docs)]
 
 // Link the plugin crates by name: a dependency that is never named is dropped by rustc, and its
-// `inventory::submit!` entries with it (the CUDA backend, the byte tokenizer).
+// `inventory::submit!` entries with it (the CPU and CUDA backends, the byte tokenizer).
+use gato_cpu as _;
 use gato_cuda as _;
 use gato_tokenizers as _;
 
-pub mod agent;
 pub mod alloc_count;
 mod cli;
 mod commands;

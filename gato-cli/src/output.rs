@@ -42,6 +42,23 @@ pub fn human(n: u64) -> String {
     }
 }
 
+/// A field value, compactly, for tables.
+pub fn show(v: &gato_tokenizers::FieldValue) -> String {
+    use gato_tokenizers::FieldValue;
+    match v {
+        FieldValue::Discrete(x) => format!("{x:?}"),
+        FieldValue::Continuous(x) => format!(
+            "[{}]",
+            x.iter()
+                .map(|v| format!("{v:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        FieldValue::Text(s) => format!("{s:?}"),
+        FieldValue::Image(i) => format!("image {}x{}x{}", i.height, i.width, i.channels),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

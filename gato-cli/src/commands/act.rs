@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 
+use gato_agent::{evaluate_offline, prompt_from, Agent};
 use gato_core::{Backend, DType, MatmulPrecision};
 use gato_data::EpisodeFile;
 use gato_transformer::{checkpoint, ActionSampler, Sampling, WindowPolicy};
 use serde_json::json;
 
 use super::Result;
-use crate::agent::{act_episode, prompt_from, show};
 use crate::cli::ActArgs;
 use crate::output;
+use crate::output::show;
 
 pub fn run(
     be: &Arc<dyn Backend>,
@@ -43,16 +44,10 @@ pub fn run(
     } else {
         Sampling::Temperature(args.temperature)
     };
-    let mut sampler = ActionSampler::new(sampling, args.seed)?;
-    let results = act_episode(
-        &model,
-        be,
-        &builder,
-        &steps,
-        prompt.as_ref(),
-        &mut sampler,
-        window,
-    )?;
+    let sampler = ActionSampler::new(sampling, args.seed)?;
+    let mut agent = Agent::new(&model, &builder, sampler, window);
+    agent.reset(be, prompt.as_ref())?;
+    let results = evaluate_offline(&mut agent, be, &steps, &mut ())?;
     let agree = results.iter().filter(|r| r.agrees()).count();
     let mean_ms =
         results.iter().map(|r| r.seconds).sum::<f64>() / results.len().max(1) as f64 * 1e3;

@@ -3,25 +3,31 @@
 //! acting (f32 weights, bf16 weights, and bf16 weights with bf16 products — [`MatmulPrecision::Bf16`]; the token's
 //! time against the time to read its bytes), and peak memory.
 //!
+//! Acting runs the one acting loop of `gato-agent` on a recorded episode (default: the bundled Meta-World reach
+//! episode, 39 continuous observations and 4 continuous action tokens per step), exactly as `gato act` runs it —
+//! the same prompt, sampler, seed and teacher forcing — so a test checks that both take the same actions.
+//!
 //! The forward runs `tokens` synthetic tokens shaped like a proprioceptive episode (timesteps of 39 continuous
 //! observations, the separator and 4 action tokens; text-free, image-free) and computes the loss, so logits are
 //! computed at the action positions only. FLOPs counted (multiply-add = 2): dense `2·P_blocks·T`, attention
 //! `blocks · 2·2·(H·K)·T(T+1)/2` (causal half), logits `2·W·V·targets`.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use gato_agent::{evaluate_offline, prompt_from, Agent, StepObserver};
 use gato_core::diagnostics::measure_gemm;
-use gato_core::{
-    count_parameters, run_scoped, Backend, DType, GatoConfig, MatmulPrecision, Modality, TokenBatch,
-};
+use gato_core::{Backend, DType, GatoConfig, MatmulPrecision, Modality, TokenBatch};
+use gato_data::EpisodeFile;
+use gato_tokenizers::{SequenceBuilder, Timestep};
 use gato_transformer::{
-    last_logits_in_into, single_token, ActionSampler, DecodeState, GatoTransformer, Sampling,
-    WindowPolicy,
+    count_parameters, ActionSampler, BlockShapes, GatoTransformer, Sampling, WindowPolicy,
 };
 use serde_json::json;
 
 use super::Result;
+use crate::error::CliError;
 use crate::{alloc_count, output};
 
 const OBS: usize = 39;
@@ -92,116 +98,156 @@ struct Acting {
     dtype: DType,
     /// The products' precision the weights were laid out for.
     precision: MatmulPrecision,
-    /// Median control step: previous action's last token + observation + separator in one push, then the action
-    /// tokens one at a time. Medians, because on a shared machine a step now and then takes twice as long.
+    /// Median control step: pending action tokens + observation + separator in one push, then the action tokens
+    /// one at a time. Medians, because on a shared machine a step now and then takes twice as long.
     step_ms: f64,
     /// Median of the observation push alone.
     observation_ms: f64,
-    /// Median single-token decode (push of one action token).
+    /// Median decoded token that is pushed (legal-id logits, sample, push).
     token_ms: f64,
     /// Bytes one decoded token reads: matrix weights, biases and norms, the cached keys and values, the legal rows
     /// of the output table.
     token_bytes: f64,
-    /// Heap allocations per decoded token (legal-id logits, pick, push), averaged over the tokens of every step
-    /// after the first (which warms the backend's buffer pool); `None` when this binary does not count
-    /// allocations.
+    /// Heap allocations per decoded token, averaged over the tokens of every step after the first (which warms
+    /// the backend's buffer pool); `None` when this binary does not count allocations.
     token_allocations: Option<f64>,
     /// Median heap allocations of an observation push.
     observation_allocations: Option<u64>,
+    /// Tokens in the prompt.
+    prompt_tokens: usize,
+    /// The sampled action tokens of each step.
+    actions: Vec<Vec<u32>>,
 }
 
-/// Acting with a prompt of `prompt` tokens in the KV cache (`policy` for a full window): `steps` control steps
-/// of 39 observations + separator + 4 action tokens. The last action token of a step is pushed together with the
-/// next observation (its keys and values are not needed before then), as an online agent does.
+/// Times and allocation counts of each part of a control step, from the agent's [`StepObserver`] callbacks.
+#[derive(Default)]
+struct Recorder {
+    started: Option<Instant>,
+    allocations_at: Option<u64>,
+    steps: usize,
+    observation_s: Vec<f64>,
+    token_s: Vec<f64>,
+    cached_tokens: Vec<usize>,
+    observation_allocations: Vec<u64>,
+    token_allocations: u64,
+    tokens_counted: usize,
+}
+
+impl Recorder {
+    fn with_capacity(steps: usize, tokens: usize) -> Self {
+        // Reserved up front, so recording a figure allocates nothing inside the counted loop.
+        Recorder {
+            observation_s: Vec::with_capacity(steps),
+            token_s: Vec::with_capacity(steps * tokens),
+            cached_tokens: Vec::with_capacity(steps * tokens),
+            observation_allocations: Vec::with_capacity(steps),
+            ..Default::default()
+        }
+    }
+
+    fn start(&mut self) {
+        self.allocations_at = alloc_count::allocations();
+        self.started = Some(Instant::now());
+    }
+
+    fn seconds(&self) -> f64 {
+        self.started.map_or(0.0, |s| s.elapsed().as_secs_f64())
+    }
+
+    /// Allocations since [`Recorder::start`], counted from the second step on.
+    fn allocations(&self) -> Option<u64> {
+        match (
+            self.allocations_at,
+            alloc_count::allocations(),
+            self.steps > 1,
+        ) {
+            (Some(a), Some(b), true) => Some(b - a),
+            _ => None,
+        }
+    }
+}
+
+impl StepObserver for Recorder {
+    fn observation_start(&mut self) {
+        self.start();
+    }
+
+    fn observation_end(&mut self, _cached: usize) {
+        self.steps += 1;
+        self.observation_s.push(self.seconds());
+        if let Some(n) = self.allocations() {
+            self.observation_allocations.push(n);
+        }
+    }
+
+    fn token_start(&mut self, _j: usize) {
+        self.start();
+    }
+
+    fn token_end(&mut self, _j: usize, pushed: bool, cached: usize) {
+        if !pushed {
+            return;
+        }
+        self.token_s.push(self.seconds());
+        self.cached_tokens.push(cached);
+        if let Some(n) = self.allocations() {
+            self.token_allocations += n;
+            self.tokens_counted += 1;
+        }
+    }
+}
+
+/// Acting on `steps` of a recorded episode exactly as `gato act` does ([`evaluate_offline`]: the same prompt,
+/// sampler and teacher forcing), with a prompt of at most `prompt_budget` tokens from the file's first episode and
+/// `policy` for a full window.
+#[allow(clippy::too_many_arguments)]
 fn act(
     model: &GatoTransformer,
     be: &dyn Backend,
     precision: MatmulPrecision,
-    steps: usize,
-    prompt: usize,
+    file: &EpisodeFile,
+    builder: &SequenceBuilder,
+    steps: &[Timestep],
+    prompt_budget: usize,
     policy: WindowPolicy,
 ) -> Result<Acting> {
     let c = model.config();
-    let mut state = DecodeState::with_policy(model, policy);
-    state.push_last(model, be, &synthetic(prompt, 0))?;
-    // Reserved up front, so recording a figure allocates nothing inside the counted loop.
-    let n = steps.max(1);
-    let (mut step_s, mut obs_s, mut tok_s, mut cache_tokens) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n * ACT),
-        Vec::with_capacity(n * ACT),
-    );
-    let (mut obs_allocs, mut tok_allocs, mut counted) = (Vec::with_capacity(n), 0u64, 0usize);
-    let mut pending: Option<TokenBatch> = None;
-    let mut logits = Vec::with_capacity(1024);
-    let mut argmax = ActionSampler::new(Sampling::Argmax, 0)?;
-    for k in 0..n {
-        let t_idx = prompt / STEP + k;
-        let obs = synthetic(STEP, t_idx).slice_single(0..OBS + 1)?;
-        let s = Instant::now();
-        // One step on the backend's own threads, as `gato act` runs it (no hand-off per op).
-        run_scoped(be, || {
-            let input = match pending.take() {
-                Some(mut last) => {
-                    last.extend_single(&obs)?;
-                    last
-                }
-                None => obs,
-            };
-            let a = alloc_count::allocations();
-            let mut h = state.push_last(model, be, &input)?;
-            obs_s.push(s.elapsed().as_secs_f64());
-            if let (Some(a), Some(b), true) = (a, alloc_count::allocations(), k > 0) {
-                obs_allocs.push(b - a);
-            }
-            for j in 0..ACT {
-                let a = alloc_count::allocations();
-                // Logits of the legal (continuous) ids only, as acting does.
-                last_logits_in_into(model, be, &h, 32000..33024, &mut logits)?;
-                let id = argmax.sample_in(&logits, 32000)?;
-                if j + 1 < ACT {
-                    let s = Instant::now();
-                    cache_tokens.push(state.len());
-                    h = state.push_token(model, be, id, t_idx as u32, None)?;
-                    tok_s.push(s.elapsed().as_secs_f64());
-                    if let (Some(a), Some(b), true) = (a, alloc_count::allocations(), k > 0) {
-                        tok_allocs += b - a;
-                        counted += 1;
-                    }
-                } else {
-                    pending = Some(single_token(id, t_idx as u32, None));
-                }
-            }
-            Ok(())
-        })?;
-        step_s.push(s.elapsed().as_secs_f64());
-    }
-    let mean_cache = cache_tokens.iter().sum::<usize>() as f64 / cache_tokens.len().max(1) as f64;
+    let prompt = prompt_from(&file.tokenize(0, builder)?, prompt_budget);
+    let sampler = ActionSampler::new(Sampling::Temperature(1.0), 0)?;
+    let mut agent = Agent::new(model, builder, sampler, policy);
+    agent.reset(be, Some(&prompt))?;
+    let mut rec = Recorder::with_capacity(steps.len(), builder.action_tokens());
+    let results = evaluate_offline(&mut agent, be, steps, &mut rec)?;
+    let mut step_s: Vec<f64> = results.iter().map(|r| r.seconds).collect();
+    let mean_cache =
+        rec.cached_tokens.iter().sum::<usize>() as f64 / rec.cached_tokens.len().max(1) as f64;
     let dtype = model.block_weight_dtype();
-    let matrix_params = (c.num_transformer_blocks
-        * c.layer_width
-        * (4 * c.attention_width() + 2 * c.feedforward_hidden_size)) as f64;
-    let other_params = count_parameters(c)?.transformer_blocks as f64 - matrix_params;
-    let kv = 2.0
-        * c.num_transformer_blocks as f64
-        * c.attention_width() as f64
-        * (mean_cache + 1.0)
-        * 4.0;
-    let head = 1024.0 * c.layer_width as f64 * 4.0;
+    let shapes = BlockShapes::of(c);
+    let blocks = c.num_transformer_blocks as f64;
+    let matrix_params = blocks * shapes.matrix_params() as f64;
+    let other_params = blocks * shapes.vector_params() as f64;
+    // Keys and values of every cached token, and the legal rows of the output table (the largest field's range).
+    let kv = 2.0 * blocks * c.attention_width() as f64 * mean_cache * 4.0;
+    let legal = (0..builder.action_tokens())
+        .filter_map(|j| builder.legal_action_ids(j).map(|r| r.len()))
+        .max()
+        .unwrap_or(0) as f64;
+    let head = legal * c.layer_width as f64 * 4.0;
     Ok(Acting {
         dtype,
         precision,
         step_ms: median(&mut step_s) * 1e3,
-        observation_ms: median(&mut obs_s) * 1e3,
-        token_ms: median(&mut tok_s) * 1e3,
+        observation_ms: median(&mut rec.observation_s) * 1e3,
+        token_ms: median(&mut rec.token_s) * 1e3,
         token_bytes: matrix_params * dtype.size_in_bytes() as f64 + other_params * 4.0 + kv + head,
-        token_allocations: (alloc_count::allocations().is_some() && counted > 0)
-            .then(|| tok_allocs as f64 / counted as f64),
-        observation_allocations: (!obs_allocs.is_empty()).then(|| {
-            obs_allocs.sort_unstable();
-            obs_allocs[obs_allocs.len() / 2]
+        token_allocations: (alloc_count::allocations().is_some() && rec.tokens_counted > 0)
+            .then(|| rec.token_allocations as f64 / rec.tokens_counted as f64),
+        observation_allocations: (!rec.observation_allocations.is_empty()).then(|| {
+            rec.observation_allocations.sort_unstable();
+            rec.observation_allocations[rec.observation_allocations.len() / 2]
         }),
+        prompt_tokens: prompt.len(),
+        actions: results.into_iter().map(|r| r.tokens).collect(),
     })
 }
 
@@ -209,6 +255,7 @@ fn act(
 pub fn run(
     be: &Arc<dyn Backend>,
     config: &str,
+    episode: &Path,
     tokens: usize,
     reps: usize,
     act_steps: usize,
@@ -224,10 +271,10 @@ pub fn run(
     eprintln!("[1/7] measuring this machine: GEMM 1024x768 · 768x3072, FMA peak and read bandwidth ({threads} threads) ...");
     let gemm = measure_gemm(be, 1024, 3072, 768, 10)?;
     // The FMA peak and memory bandwidth are the CPU's; for a GPU backend they say nothing.
-    let (fma, bw) = if be.name() == gato_core::cpu::CPU_BACKEND_NAME {
+    let (fma, bw) = if be.name() == gato_cpu::CPU_BACKEND_NAME {
         (
-            Some(gato_core::cpu::measure_fma_peak(threads)?.value),
-            Some(gato_core::cpu::measure_read_bandwidth(threads, 256 << 20)?.value),
+            Some(gato_cpu::measure_fma_peak(threads)?.value),
+            Some(gato_cpu::measure_read_bandwidth(threads, 256 << 20)?.value),
         )
     } else {
         (None, None)
@@ -256,51 +303,82 @@ pub fn run(
         be.synchronize()?;
         best = best.min(s.elapsed().as_secs_f64());
     }
-    // Each acting configuration: the decoder weights cast, laid out for the products' precision, then acted with.
-    let prompt = (c.token_sequence_length / 2 / STEP) * STEP;
+    // Acting on a recorded episode, as `gato act` does: each configuration casts the decoder weights, lays them
+    // out for the products' precision, then acts.
+    let file = EpisodeFile::open(episode)?;
+    let builder = file.builder(&c, "bytes")?;
+    let mut steps = file.timesteps(0)?;
+    if act_steps == 0 || act_steps > steps.len() {
+        return Err(CliError::Argument {
+            flag: "act-steps",
+            detail: format!(
+                "{act_steps} is out of range: allowed 1 to {} (the timesteps of {}'s first episode)",
+                steps.len(),
+                episode.display()
+            ),
+        });
+    }
+    let half = c.token_sequence_length / 2;
     let mut acting = |dtype: DType,
                       precision: MatmulPrecision,
-                      steps: usize,
-                      prompt: usize,
+                      steps: &[Timestep],
+                      prompt_budget: usize,
                       policy: WindowPolicy|
      -> Result<(bool, Acting)> {
         model.cast_block_weights(be, dtype)?;
         let packed = model.pack_block_weights(be, precision)?;
-        Ok((packed, act(&model, be, precision, steps, prompt, policy)?))
+        let a = act(
+            &model,
+            be,
+            precision,
+            &file,
+            &builder,
+            steps,
+            prompt_budget,
+            policy,
+        )?;
+        Ok((packed, a))
     };
     let (f32_products, bf16_products) = (MatmulPrecision::F32, MatmulPrecision::Bf16);
-    eprintln!("[4/7] acting with f32 weights: {act_steps} control steps of 39 observations + separator + 4 action tokens ...");
+    let env = file.env_id().to_string();
+    eprintln!(
+        "[4/7] acting with f32 weights: {act_steps} control steps of {env} (as `gato act`) ..."
+    );
+    steps.truncate(act_steps);
     let (packed, acting_f32) = acting(
         DType::F32,
         f32_products,
-        act_steps,
-        prompt,
+        &steps,
+        half,
         WindowPolicy::Rebuild,
     )?;
     eprintln!("[5/7] acting with bf16 weights ...");
     let (_, acting_bf16) = acting(
         DType::BF16,
         f32_products,
-        act_steps,
-        prompt,
+        &steps,
+        half,
         WindowPolicy::Rebuild,
     )?;
     // A full window: every step overflows it. Rebuild recomputes the kept window; slide moves the cache.
-    let full = (c.token_sequence_length / STEP) * STEP;
-    eprintln!("[6/7] acting with bf16 weights and a full window ({full} tokens): 3 steps each, rebuild and slide ...");
-    let (_, full_rebuild) = acting(DType::BF16, f32_products, 3, full, WindowPolicy::Rebuild)?;
-    let (_, full_slide) = acting(DType::BF16, f32_products, 3, full, WindowPolicy::Slide)?;
+    let full = c.token_sequence_length;
+    let few = &steps[..steps.len().min(3)];
+    eprintln!("[6/7] acting with bf16 weights and a full window (prompt of up to {full} tokens): 3 steps each, rebuild and slide ...");
+    let (_, full_rebuild) = acting(DType::BF16, f32_products, few, full, WindowPolicy::Rebuild)?;
+    let (_, full_slide) = acting(DType::BF16, f32_products, few, full, WindowPolicy::Slide)?;
     eprintln!("[7/7] acting with bf16 weights and bf16 products ...");
     let (_, acting_bf16_products) = acting(
         DType::BF16,
         bf16_products,
-        act_steps,
-        prompt,
+        &steps,
+        half,
         WindowPolicy::Rebuild,
     )?;
+    let prompt = acting_f32.prompt_tokens;
+    let full = full_rebuild.prompt_tokens;
     // Whether this backend multiplies bf16 × bf16 here (the CPU: AVX512_BF16); elsewhere the products stay f32.
     let bf16_products =
-        be.name() != gato_core::cpu::CPU_BACKEND_NAME || gato_core::cpu::bf16_products_available();
+        be.name() != gato_cpu::CPU_BACKEND_NAME || gato_cpu::bf16_products_available();
     let actings = [&acting_f32, &acting_bf16, &acting_bf16_products];
     let gflops = flops / best / 1e9;
     let rss = peak_rss();
@@ -322,7 +400,9 @@ pub fn run(
             "gemm_ceiling_gflops": gemm.gflops, "ratio_to_gemm_ceiling": gflops / gemm.gflops,
             "fma_peak_gflops": fma, "ratio_to_fma_peak": fma.map(|f| gflops / f),
             "read_bandwidth_gbs": bw,
+            "episode": episode.display().to_string(), "env": env,
             "prompt_tokens": prompt, "acting_weights_laid_out": packed,
+            "actions": acting_f32.actions,
             "acting": actings.map(acting_json),
             "bf16_products_in_hardware": bf16_products,
             "full_window": {"prompt_tokens": full, "weights": "bf16",
@@ -352,7 +432,7 @@ pub fn run(
             fma.map_or(String::new(), |f| format!(", {:.0}% of the FMA peak", 100.0 * gflops / f)),
         );
         s += &format!(
-            "acting ({prompt} prompt tokens cached; step = last action token + 39 obs + | pushed together, then 4 action tokens{}):\n",
+            "acting on {env} as `gato act` ({prompt} prompt tokens cached; step = pending action tokens + observation + | pushed together, then the action tokens one at a time{}):\n",
             if packed { "; weights laid out for few-row products" } else { "" }
         );
         for a in actings {

@@ -4,13 +4,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::{count_parameters, Backend, DType, GatoConfig, MatmulPrecision};
+use gato_agent::{evaluate_offline, Agent};
+use gato_core::{Backend, DType, GatoConfig, MatmulPrecision};
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
-use gato_transformer::{ActionSampler, GatoTransformer, Sampling, WindowPolicy};
+use gato_transformer::{count_parameters, ActionSampler, GatoTransformer, Sampling, WindowPolicy};
 
 use super::Result;
-use crate::agent::act_episode;
 use crate::error::CliError;
 use crate::output::{self, human};
 
@@ -66,7 +66,6 @@ pub fn run(
         "agreement"
     );
     output::print(&s);
-    let mut sampler = ActionSampler::new(Sampling::Argmax, 0)?;
     for path in &files {
         let t = Instant::now();
         let file = EpisodeFile::open(path)?;
@@ -82,15 +81,10 @@ pub fn run(
         let fwd_s = t.elapsed().as_secs_f64();
         let mut steps = file.timesteps(0)?;
         steps.truncate(act_steps);
-        let results = act_episode(
-            &model,
-            be,
-            &builder,
-            &steps,
-            None,
-            &mut sampler,
-            WindowPolicy::Rebuild,
-        )?;
+        let sampler = ActionSampler::new(Sampling::Argmax, 0)?;
+        let mut agent = Agent::new(&model, &builder, sampler, WindowPolicy::Rebuild);
+        agent.reset(be, None)?;
+        let results = evaluate_offline(&mut agent, be, &steps, &mut ())?;
         let agree = results.iter().filter(|r| r.agrees()).count();
         let ms = results.iter().map(|r| r.seconds).sum::<f64>() / results.len().max(1) as f64 * 1e3;
         output::print(&format!(

@@ -35,6 +35,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Bench {
             config,
+            episode,
             tokens,
             reps,
             act_steps,
@@ -42,6 +43,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         } => bench::run(
             &backend(cli)?,
             config,
+            episode,
             *tokens,
             *reps,
             *act_steps,
