@@ -153,7 +153,9 @@ fn main() -> ExitCode {
         }
         cuda.synchronize().unwrap();
         let s = t.elapsed().as_secs_f64() / reps as f64;
-        let params = gato_core::count_parameters(&c).unwrap().transformer_blocks as f64;
+        let params = gato_transformer::count_parameters(&c)
+            .unwrap()
+            .transformer_blocks as f64;
         let (l, w, hk) = (1024.0, c.layer_width as f64, c.attention_width() as f64);
         let flops = 8.0
             * (2.0 * params * l

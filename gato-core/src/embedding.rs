@@ -1,4 +1,4 @@
-//! The `Embedding` trait and the batch of tokens it embeds (paper §2.2, SPEC §5).
+//! The `Embedding` trait and the batch of tokens it embeds (paper §2.2, design.md §5).
 //!
 //! The input embedding of a token is a **sum of contributions** (shared lookup table, ResNet patch embedding, patch
 //! position, local position); each contribution implements [`Embedding`] over `&dyn Backend` and returns a
@@ -10,7 +10,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-/// What a token position holds (SPEC §4).
+/// What a token position holds (design.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Modality {
@@ -55,33 +55,6 @@ impl PatchPosition {
             (self.col + 1) as f64 / self.cols as f64,
         )
     }
-
-    /// Quantised row interval `[lo, hi)` over `buckets` buckets (SPEC §5), in integers.
-    pub fn row_buckets(&self, buckets: u32) -> (u32, u32) {
-        bucket_range(self.row, self.rows, buckets)
-    }
-
-    /// Quantised column interval `[lo, hi)` over `buckets` buckets.
-    pub fn col_buckets(&self, buckets: u32) -> (u32, u32) {
-        bucket_range(self.col, self.cols, buckets)
-    }
-}
-
-/// Quantise interval `index` of `count` equal intervals of [0, 1) into `buckets` buckets (SPEC §5, App. C.3):
-/// `lo = buckets·index / count`, `hi = max(lo + 1, min(buckets, buckets·(index+1) / count))`, integer division,
-/// so no float rounding moves a boundary. Evaluation uses `(lo + hi) / 2`; training draws uniformly from `[lo, hi)`.
-pub fn bucket_range(index: u32, count: u32, buckets: u32) -> (u32, u32) {
-    let count = u64::from(count.max(1));
-    let b = u64::from(buckets);
-    let lo = (b * u64::from(index) / count).min(b.saturating_sub(1));
-    let hi = (b * (u64::from(index) + 1) / count).min(b).max(lo + 1);
-    (lo as u32, hi as u32)
-}
-
-/// The evaluation-mode bucket of interval `index` of `count`: the mean of its bucket range, rounded down.
-pub fn eval_bucket(index: u32, count: u32, buckets: u32) -> u32 {
-    let (lo, hi) = bucket_range(index, count, buckets);
-    (lo + hi) / 2
 }
 
 /// Whether embeddings run in training (random patch position within its interval) or evaluation mode (the
@@ -117,7 +90,7 @@ pub struct TokenBatch {
     pub loss: Vec<bool>,
     /// Timestep of each position within its episode (for sliding the KV-cache window by whole timesteps).
     pub timestep: Vec<u32>,
-    /// Patch pixels, `[num_patches, P, P, C]` flattened row-major as the tokenizer emits them (SPEC §3: (y, x, c)),
+    /// Patch pixels, `[num_patches, P, P, C]` flattened row-major as the tokenizer emits them (design.md §3: (y, x, c)),
     /// already normalised to [−1, 1] and divided by √P.
     pub patches: Vec<f32>,
     /// Position of each patch in its image.
@@ -320,31 +293,5 @@ pub trait Embedding: Send + Sync {
     fn applies_to(&self, batch: &TokenBatch) -> bool {
         let _ = batch;
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The examples of SPEC §5.
-    #[test]
-    fn spec_bucket_examples() {
-        let rows: Vec<u32> = (0..4).map(|r| eval_bucket(r, 4, 128)).collect();
-        assert_eq!(rows, [16, 48, 80, 112]);
-        let cols: Vec<u32> = (0..5).map(|c| eval_bucket(c, 5, 128)).collect();
-        assert_eq!(cols, [12, 38, 63, 89, 115]);
-        let fourteen: Vec<u32> = (0..3).map(|c| eval_bucket(c, 14, 128)).collect();
-        assert_eq!(fourteen, [4, 13, 22]);
-    }
-
-    #[test]
-    fn buckets_are_non_empty_and_in_range_even_with_more_patches_than_buckets() {
-        for count in 1..300 {
-            for i in 0..count {
-                let (lo, hi) = bucket_range(i, count, 128);
-                assert!(lo < hi && hi <= 128, "{i}/{count}: [{lo}, {hi})");
-            }
-        }
     }
 }

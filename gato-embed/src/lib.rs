@@ -1,6 +1,6 @@
 //! # gato-embed
 //!
-//! The input embedding of Gato (paper §2.2, App. C.2–C.3; SPEC §5): a **sum of contributions**, each an
+//! The input embedding of Gato (paper §2.2, App. C.2–C.3; design.md §5): a **sum of contributions**, each an
 //! [`gato_core::Embedding`] over `&dyn Backend` that is zero where it does not apply —
 //! [`DiscreteEmbedding`] (the shared table for text, discrete, continuous and separator tokens),
 //! [`ResidualEmbedding`] (the ResNet v2 patch embedding), [`PatchPositionEncoding`] (128 row/column buckets) and
@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod buckets;
 mod discrete;
 mod gather;
 mod init;
@@ -18,6 +19,7 @@ mod local_position;
 mod patch_position;
 mod residual;
 
+pub use buckets::{bucket_range, eval_bucket};
 pub use discrete::{DiscreteEmbedding, TOKENS_PARAM};
 pub use gather::PositionRows;
 pub use gato_core::{Embedding, EmbeddingMode, TokenBatch};

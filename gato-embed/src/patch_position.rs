@@ -1,12 +1,13 @@
 //! `PatchPositionEncoding` (App. C.3): 128 row and 128 column buckets, two learned tables. A patch's normalised
-//! interval `[a, b)` is quantised to buckets `[lo, hi)` in integers (SPEC §5, [`gato_core::bucket_range`]);
+//! interval `[a, b)` is quantised to buckets `[lo, hi)` in integers (design.md §5, [`crate::bucket_range`]);
 //! training draws a uniform index in `[lo, hi)`, evaluation uses `(lo + hi) / 2`. The row and column embeddings
 //! are added.
 
+use crate::bucket_range;
 use crate::gather::{gather, position_rows, PositionRows};
 use gato_core::{
-    bucket_range, Backend, BinaryOp, Embedding, EmbeddingMode, GatoConfig, Init, Modality,
-    ParamSource, Result, Shape, Tensor, TokenBatch, PAD_ID,
+    Backend, BinaryOp, Embedding, EmbeddingMode, GatoConfig, Init, Modality, ParamSource, Result,
+    Shape, Tensor, TokenBatch, PAD_ID,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -1,10 +1,9 @@
-//! Patch position indices (App. C.3, SPEC §5): evaluation takes the interval's mean bucket, training draws a
+//! Patch position indices (App. C.3, design.md §5): evaluation takes the interval's mean bucket, training draws a
 //! uniform bucket inside the interval, reproducibly per seed; non-patch and padding positions get none.
 
-use gato_core::cpu::CpuBackend;
-use gato_core::{
-    bucket_range, EmbeddingMode, GatoConfig, Modality, PatchPosition, TokenBatch, PAD_ID,
-};
+use gato_core::{EmbeddingMode, GatoConfig, Modality, PatchPosition, TokenBatch, PAD_ID};
+use gato_cpu::CpuBackend;
+use gato_embed::bucket_range;
 use gato_embed::{PatchPositionEncoding, RandomInit};
 
 fn batch() -> TokenBatch {
@@ -44,7 +43,7 @@ fn eval_uses_the_mean_bucket_and_training_draws_inside_the_interval() {
     assert_eq!(
         &cols[..5],
         &[12, 38, 63, 89, 115],
-        "SPEC §5 example for 5 columns"
+        "design.md §5 example for 5 columns"
     );
     assert_eq!(&rows[..5], &[64; 5]);
     assert_eq!(&rows[5..], &[PAD_ID, PAD_ID]);

@@ -1,6 +1,6 @@
 //! # gato-transformer
 //!
-//! The model as a whole (paper §2.2, App. C.1; SPEC §6–§7), written once against `&dyn Backend`:
+//! The model as a whole (paper §2.2, App. C.1; design.md §6–§7), written once against `&dyn Backend`:
 //! [`GatoTransformer`] (input embedding → causal pre-LayerNorm decoder blocks → final LayerNorm → tied logits),
 //! [`masked_cross_entropy`] (§2.3), the KV cache with a sliding window ([`DecodeState`]), the action sampler
 //! ([`ActionSampler`]) and checkpoints ([`checkpoint`]).
@@ -16,8 +16,13 @@ pub mod kv_cache;
 pub mod layers;
 pub mod model;
 pub mod sampler;
+pub mod shapes;
 
 pub use decode::{last_logits, last_logits_in, last_logits_in_into, DecodeState, WindowPolicy};
-pub use gato_core::{count_parameters, GatoConfig, ParameterCount};
+pub use gato_core::GatoConfig;
 pub use model::{masked_cross_entropy, single_token, GatoTransformer, LossReport};
 pub use sampler::{ActionSampler, Sampling};
+pub use shapes::{
+    block_params, count_parameters, paper_parameter_count, BlockShapes, ComponentParams,
+    ParameterCount,
+};

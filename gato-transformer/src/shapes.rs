@@ -1,12 +1,79 @@
-//! Parameter counting per component, from the config alone (used by `gato info`).
+//! The model's layer shapes and parameter counts, from the config alone: the one place they are spelled out
+//! (`gato info` prints the counts, `gato bench` derives its FLOP and byte counts from them; the layers built in
+//! [`crate::block`] have exactly these shapes, which a test checks against a built model).
 //!
-//! The counts follow the architecture of SPEC §5–§6 exactly as gato-rs builds it; the paper's figures (Table 6:
-//! 79M / 364M / 1.18B) cannot be reproduced by any reading of the paper (SPEC §1), so both are shown side by side.
+//! The counts follow the architecture of `docs/design.md` §5–§6 exactly as gato-rs builds it; the paper's figures
+//! (Table 6: 79M / 364M / 1.18B) cannot be reproduced by any reading of the paper (`docs/design.md` §1), so both are
+//! shown side by side.
 
 use serde::Serialize;
 
-use crate::config::{ActionLocalPosition, Activation, GatoConfig};
-use crate::error::Result;
+use gato_core::{ActionLocalPosition, Activation, GatoConfig, Result};
+
+/// The matrix shapes `[in, out]` of one decoder block (App. C.1): the Q, K, V and output projections of attention
+/// (`width ↔ heads·kv`) and the two feed-forward matrices (the first twice as wide with GEGLU). Each has a bias of
+/// its `out` size; the block's two LayerNorms have a scale and a bias of the width each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockShapes {
+    /// Model width.
+    pub width: usize,
+    /// `[width, heads·kv]`, three times (Q, K, V).
+    pub qkv: [usize; 2],
+    /// `[heads·kv, width]`.
+    pub attention_out: [usize; 2],
+    /// `[width, ff]` (`[width, 2·ff]` with GEGLU).
+    pub ff_in: [usize; 2],
+    /// `[ff, width]`.
+    pub ff_out: [usize; 2],
+}
+
+impl BlockShapes {
+    /// The shapes of `c`'s blocks.
+    pub fn of(c: &GatoConfig) -> Self {
+        let (w, inner, ff) = (
+            c.layer_width,
+            c.attention_width(),
+            c.feedforward_hidden_size,
+        );
+        let ff_cols = match c.activation {
+            Activation::Gelu => ff,
+            Activation::Geglu => 2 * ff,
+        };
+        BlockShapes {
+            width: w,
+            qkv: [w, inner],
+            attention_out: [inner, w],
+            ff_in: [w, ff_cols],
+            ff_out: [ff, w],
+        }
+    }
+
+    /// The six matrices in forward order (Q, K, V, O, FF in, FF out).
+    pub fn matrices(&self) -> [[usize; 2]; 6] {
+        [
+            self.qkv,
+            self.qkv,
+            self.qkv,
+            self.attention_out,
+            self.ff_in,
+            self.ff_out,
+        ]
+    }
+
+    /// Entries of the six matrices.
+    pub fn matrix_params(&self) -> u64 {
+        self.matrices()
+            .iter()
+            .map(|[i, o]| *i as u64 * *o as u64)
+            .sum()
+    }
+
+    /// Biases of the six matrices and the two LayerNorms' scales and biases.
+    pub fn vector_params(&self) -> u64 {
+        let biases: u64 = self.matrices().iter().map(|[_, o]| *o as u64).sum();
+        biases + 4 * self.width as u64
+    }
+}
 
 /// Parameters of one component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,18 +116,8 @@ pub fn paper_parameter_count(config: &GatoConfig) -> Option<(&'static str, u64)>
 
 /// Parameters of one transformer block: two LayerNorms, Q/K/V/O with biases, and the feed-forward network.
 pub fn block_params(c: &GatoConfig) -> u64 {
-    let w = c.layer_width as u64;
-    let inner = c.attention_width() as u64;
-    let ff = c.feedforward_hidden_size as u64;
-    let layer_norms = 2 * (2 * w);
-    let qkv = 3 * (w * inner + inner);
-    let out = inner * w + w;
-    let ff_in = match c.activation {
-        Activation::Gelu => w * ff + ff,
-        Activation::Geglu => w * 2 * ff + 2 * ff,
-    };
-    let ff_out = ff * w + w;
-    layer_norms + qkv + out + ff_in + ff_out
+    let s = BlockShapes::of(c);
+    s.matrix_params() + s.vector_params()
 }
 
 /// Count every parameter of the model a config describes.
@@ -80,7 +137,7 @@ pub fn count_parameters(c: &GatoConfig) -> Result<ParameterCount> {
     let head = if c.tie_embeddings { 0 } else { vocab * w };
 
     let components = vec![
-        ("shared token embedding", "§2.2, SPEC §5", vocab * w),
+        ("shared token embedding", "§2.2", vocab * w),
         ("patch embedding (ResNet v2)", "App. C.2", patch),
         (
             "patch position encoding",

@@ -258,7 +258,7 @@ fn bf16_products_stay_within_bf16_rounding_of_f32_products() {
     eprintln!("bf16 products: logits within {err:.2e} (relative to the largest) of f32 products");
     // 2⁻⁹ per rounded activation, through every product of the blocks.
     assert!(err <= 1e-2, "bf16 products moved the logits by {err}");
-    if gato_core::cpu::bf16_products_available() {
+    if gato_cpu::bf16_products_available() {
         assert!(err > 0.0, "the bf16 product kernel did not run");
     } else {
         eprintln!("SKIPPED the check that bf16 products ran: this CPU has no AVX512_BF16 (products stay f32)");
@@ -445,7 +445,7 @@ fn geglu_and_untied_head_build_and_run() {
     c.tie_embeddings = false;
     let be = common::backend(1);
     let model = GatoTransformer::init(be.as_ref(), &c, 2).unwrap();
-    let expected = gato_core::count_parameters(&c).unwrap().total;
+    let expected = gato_transformer::count_parameters(&c).unwrap().total;
     let counted: u64 = model
         .parameters()
         .iter()

@@ -1,6 +1,7 @@
 //! `gato info`: a config, its token layout and its parameter count per component beside the paper's figure.
 
-use gato_core::{count_parameters, paper_parameter_count, GatoConfig, Result};
+use gato_core::{GatoConfig, Result};
+use gato_transformer::{count_parameters, paper_parameter_count};
 use serde_json::json;
 
 use crate::output::{self, human, thousands};
@@ -28,7 +29,7 @@ pub fn run(name: &str, as_json: bool) -> Result<()> {
             }
         }
     }
-    s += "\ntoken layout (SPEC §2)\n";
+    s += "\ntoken layout (design.md §2)\n";
     for (k, v) in layout.describe() {
         s += &format!("  {k:<12} {v}\n");
     }

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::{count_parameters, Backend, DType, GatoConfig};
+use gato_core::{Backend, DType, GatoConfig};
+use gato_transformer::count_parameters;
 use gato_transformer::{checkpoint, GatoTransformer};
 
 use super::Result;
