@@ -52,7 +52,7 @@ macro_rules! backend_conformance_tests {
     ($make:path) => {
         $crate::backend_conformance_tests!(@each $make;
             memory, cast, matmul, matmul_few_rows, linear, linear_act, linear_half_weights, pack_weight, unary, binary, affine, geglu, layer_norm,
-            group_norm, softmax, log_softmax, attention, attention_long, attention_wide_heads, embedding, conv2d, concat, slice,
+            group_norm, group_norm_accuracy, softmax, log_softmax, attention, attention_long, attention_wide_heads, embedding, conv2d, concat, slice,
             slice_assign, permute, errors);
     };
     (@each $make:path; $($op:ident),* $(,)?) => {
