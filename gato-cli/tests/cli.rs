@@ -96,7 +96,7 @@ fn info_small_prints_components_and_paper_figure() {
     }
     let o = gato(&["info", "--config", "baseline", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let expect = gato_core::count_parameters(&gato_core::GatoConfig::baseline())
+    let expect = gato_transformer::count_parameters(&gato_core::GatoConfig::baseline())
         .unwrap()
         .total;
     assert_eq!(v["parameters"]["total"].as_u64().unwrap(), expect);
@@ -556,6 +556,8 @@ fn bench_reports_its_flop_count_ceilings_and_every_weight_layout() {
         "1",
         "--act-steps",
         "3",
+        "--episode",
+        &data("data/episodes/metaworld.safetensors"),
         "--json",
     ]);
     let (_, err) = text(&o);
@@ -592,7 +594,7 @@ fn bench_reports_its_flop_count_ceilings_and_every_weight_layout() {
     assert_eq!(configs, [("f32", "f32"), ("bf16", "f32"), ("bf16", "bf16")]);
     assert_eq!(
         v["bf16_products_in_hardware"],
-        gato_core::cpu::bf16_products_available()
+        gato_cpu::bf16_products_available()
     );
     assert_eq!(
         v["acting_weights_laid_out"], true,
@@ -613,6 +615,83 @@ fn bench_reports_its_flop_count_ceilings_and_every_weight_layout() {
         assert!(a["observation_allocations"].as_u64().is_some(), "{a}");
     }
     assert!(acting[1]["token_bytes"].as_f64() < acting[0]["token_bytes"].as_f64());
+}
+
+/// `--threads` past four per core is an error naming the flag's value and the allowed range, not minutes of thread
+/// start-up.
+#[test]
+fn threads_are_bounded() {
+    let o = gato(&["--threads", "100000", "check", "--size", "16"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    no_panic(&err);
+    assert!(
+        err.contains("threads = 100000") && err.contains("allowed 1 to "),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// One acting loop: `gato bench` acts on a recorded episode exactly as `gato act` does (same prompt, sampler, seed
+/// and teacher forcing), so both take the same actions with a model initialised from the same seed.
+#[test]
+fn bench_and_act_take_the_same_actions() {
+    let dir = std::env::temp_dir().join(format!("gato-cli-same-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ck = dir.join("ckpt");
+    // The bench initialises its model from seed 0.
+    let o = gato(&[
+        "init",
+        "--config",
+        "tiny",
+        "--seed",
+        "0",
+        "--out",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let ep = data("data/episodes/metaworld.safetensors");
+    let o = gato(&[
+        "act",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--episode",
+        &ep,
+        "--prompt",
+        &ep,
+        "--max-steps",
+        "5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let act: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let act_tokens: Vec<&serde_json::Value> = act["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["tokens"])
+        .collect();
+    let o = gato(&[
+        "bench",
+        "--config",
+        "tiny",
+        "--tokens",
+        "64",
+        "--reps",
+        "1",
+        "--act-steps",
+        "5",
+        "--episode",
+        &ep,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let bench: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let bench_tokens: Vec<&serde_json::Value> =
+        bench["actions"].as_array().unwrap().iter().collect();
+    assert_eq!(act_tokens.len(), 5);
+    assert_eq!(bench_tokens, act_tokens, "bench and act disagree");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
