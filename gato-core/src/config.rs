@@ -1,7 +1,7 @@
 //! `GatoConfig`: every hyper-parameter of the model, the token space and training, with the paper's presets.
 //!
-//! Field names follow the TensorFlow port users arrive from (SPEC §0). Each choice the paper leaves open is a field
-//! whose default is the one recorded in `SPEC.md`; [`GatoConfig::validate`] checks every rule and names the field,
+//! Field names follow the TensorFlow port users arrive from (design.md §0). Each choice the paper leaves open is a field
+//! whose default is the one recorded in `docs/design.md`; [`GatoConfig::validate`] checks every rule and names the field,
 //! the value and the rule when one is broken. On disk a config is JSON (`config.json` beside a checkpoint); unknown
 //! fields are rejected so that a typo never silently falls back to a default.
 
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layout::TokenLayout;
 
-/// Feed-forward activation of the transformer blocks (SPEC §6).
+/// Feed-forward activation of the transformer blocks (design.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
@@ -22,7 +22,7 @@ pub enum Activation {
     Geglu,
 }
 
-/// How action tokens (and the separator) take part in the local position encoding (SPEC §5, App. C.3).
+/// How action tokens (and the separator) take part in the local position encoding (design.md §5, App. C.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionLocalPosition {
@@ -32,7 +32,7 @@ pub enum ActionLocalPosition {
     Shared,
 }
 
-/// Optimiser and schedule settings (SPEC §8, App. D). Kept with the model config so a checkpoint records how it was
+/// Optimiser and schedule settings (design.md §8, App. D). Kept with the model config so a checkpoint records how it was
 /// trained; nothing in inference reads them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,11 +79,11 @@ impl Default for TrainingConfig {
     }
 }
 
-/// The complete configuration of a Gato model (paper §2, App. B–C; SPEC §1–§8).
+/// The complete configuration of a Gato model (paper §2, App. B–C; design.md §1–§8).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatoConfig {
-    // ---- transformer (App. C.1, SPEC §6) ----
+    // ---- transformer (App. C.1, design.md §6) ----
     /// Number of decoder blocks (8 / 12 / 24 for small / baseline / large).
     pub num_transformer_blocks: usize,
     /// Attention heads per block.
@@ -105,7 +105,7 @@ pub struct GatoConfig {
     /// Context window `L` in tokens for training sequences and the KV cache (1024).
     pub token_sequence_length: usize,
 
-    // ---- token space (§2.1, SPEC §2) ----
+    // ---- token space (§2.1, design.md §2) ----
     /// Text ids occupy `[0, text_vocabulary_size)` (32000).
     pub text_vocabulary_size: usize,
     /// Discrete values are integers in `[0, discrete_values_size)` (1024).
@@ -124,7 +124,7 @@ pub struct GatoConfig {
     /// mu-law companding M (256, App. B).
     pub mu_law_m: f64,
 
-    // ---- images and embeddings (App. C.2–C.3, SPEC §3, §5) ----
+    // ---- images and embeddings (App. C.2–C.3, design.md §3, §5) ----
     /// Square patch side in pixels (16).
     pub img_patch_size: usize,
     /// Image channels the patch embedding expects (3 RGB; 1 grayscale; 4 frame stacks).
@@ -142,7 +142,7 @@ pub struct GatoConfig {
     /// Local position of action tokens (`none` default, or `shared`).
     pub action_local_position: ActionLocalPosition,
 
-    // ---- training (§2.3, App. D, SPEC §8) ----
+    // ---- training (§2.3, App. D, design.md §8) ----
     /// Optimiser, schedule and prompting settings.
     pub training: TrainingConfig,
 }
@@ -198,7 +198,7 @@ impl GatoConfig {
         Self::with_transformer(24, 16, 2048, 8192, 128)
     }
 
-    /// A small model for tests (SPEC §1): 2 blocks, 4 heads, width 64, FF 256, k/v 16, and a 16-channel patch
+    /// A small model for tests (design.md §1): 2 blocks, 4 heads, width 64, FF 256, k/v 16, and a 16-channel patch
     /// embedding with 4 GroupNorm groups. The token space is the paper's, so real episodes tokenize unchanged.
     pub fn tiny() -> Self {
         let mut c = Self::with_transformer(2, 4, 64, 256, 16);
@@ -272,7 +272,7 @@ impl GatoConfig {
         })
     }
 
-    /// The token space this config defines (SPEC §2). Errors exactly when [`validate`](Self::validate) finds a
+    /// The token space this config defines (design.md §2). Errors exactly when [`validate`](Self::validate) finds a
     /// token-space problem.
     pub fn layout(&self) -> Result<TokenLayout> {
         TokenLayout::from_config(self)

@@ -1,4 +1,4 @@
-//! `TokenLayout`: the token space of SPEC §2 (paper §2.1), computed in one place.
+//! `TokenLayout`: the token space of design.md §2 (paper §2.1), computed in one place.
 //!
 //! | range (default)    | meaning                                                     |
 //! |--------------------|-------------------------------------------------------------|
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::GatoConfig;
 use crate::error::{Error, Result};
 
-/// The ranges of token ids of each modality and the vocabulary size (SPEC §2).
+/// The ranges of token ids of each modality and the vocabulary size (design.md §2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenLayout {
     /// Text ids: `[0, text_vocabulary_size)`.

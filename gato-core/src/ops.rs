@@ -26,7 +26,7 @@ pub struct MatmulDims {
     pub out: Shape,
 }
 
-/// Validate `op(a) · op(b)`; see [`crate::Backend::matmul`].
+/// Validate `op(a) · op(b)`; see [`crate::MatmulOps::matmul`].
 pub fn matmul_dims(a: &Shape, b: &Shape, spec: &MatmulSpec) -> Result<MatmulDims> {
     const OP: &str = "matmul";
     if a.rank() < 2 || b.rank() < 2 {
@@ -77,7 +77,7 @@ pub fn matmul_dims(a: &Shape, b: &Shape, spec: &MatmulSpec) -> Result<MatmulDims
     })
 }
 
-/// Validate `x · w + bias` ([`crate::Backend::linear`]): `x: [..., in]`, `w: [in, out]`, `bias: [out]`.
+/// Validate `x · w + bias` ([`crate::MatmulOps::linear`]): `x: [..., in]`, `w: [in, out]`, `bias: [out]`.
 pub fn linear_dims(x: &Shape, w: &Shape, bias: Option<&Shape>) -> Result<MatmulDims> {
     if w.rank() != 2 {
         return Err(Error::shape(
@@ -267,7 +267,7 @@ pub fn attention_dims(
     })
 }
 
-/// The id that [`crate::Backend::embedding`] maps to a zero row: padding, and positions an embedding contribution
+/// The id that [`crate::GatherConvOps::embedding`] maps to a zero row: padding, and positions an embedding contribution
 /// does not apply to (§2.2: the input embedding is a sum of contributions, each zero where it does not apply).
 pub const PAD_ID: u32 = u32::MAX;
 
@@ -423,7 +423,7 @@ pub fn concat_dims(shapes: &[&Shape], axis: usize) -> Result<(Shape, usize, Vec<
     Ok((Shape::new(out), outer, blocks))
 }
 
-/// Write `src` into `dst[.., start..start+len, ..]` along `axis` ([`crate::Backend::slice_assign`]): the same
+/// Write `src` into `dst[.., start..start+len, ..]` along `axis` ([`crate::LayoutOps::slice_assign`]): the same
 /// dtype, the same rank, equal dims except `axis`, and the range inside `dst`. Returns
 /// `(outer, dst_axis_len, len, inner)`.
 pub fn slice_assign_dims(

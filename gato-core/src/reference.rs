@@ -18,7 +18,7 @@ pub fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
-/// `alpha · op(a) · op(b)`, batched as in [`crate::Backend::matmul`].
+/// `alpha · op(a) · op(b)`, batched as in [`crate::MatmulOps::matmul`].
 pub fn matmul(
     a: &[f64],
     ad: &[usize],

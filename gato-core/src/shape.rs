@@ -1,7 +1,7 @@
 //! Tensor shapes: row-major, contiguous, any rank.
 //!
 //! Up to [`INLINE_RANK`] dimensions are stored inline (no heap allocation), so creating and cloning the shapes
-//! of an op's output costs nothing on the acting path (SPEC §7: a decoded token allocates nothing).
+//! of an op's output costs nothing on the acting path (design.md §7: a decoded token allocates nothing).
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;

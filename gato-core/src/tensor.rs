@@ -18,7 +18,7 @@ pub trait Storage: Any + Send + Sync + fmt::Debug {
     fn backend_name(&self) -> &str;
     /// For downcasting to the backend's concrete storage type.
     fn as_any(&self) -> &dyn Any;
-    /// Mutable downcasting, for the one in-place op ([`crate::Backend::slice_assign`]).
+    /// Mutable downcasting, for the one in-place op ([`crate::LayoutOps::slice_assign`]).
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Bytes held.
     fn size_in_bytes(&self) -> usize;

@@ -1,4 +1,4 @@
-//! The `Tokenizer` trait: text ↔ token ids, the plugin interface for text (SPEC §3 "Text", paper §2.1).
+//! The `Tokenizer` trait: text ↔ token ids, the plugin interface for text (design.md §3 "Text", paper §2.1).
 //!
 //! Continuous, discrete and image tokenization follow fixed formulas and live as concrete types in
 //! `gato-tokenizers`; text tokenization is the part users swap (SentencePiece, `tokenizer.json`, bytes, their own),

@@ -1,5 +1,5 @@
 //! The reader against files the Python writer produced: bit-exact round trip of every modality, every bundled
-//! environment readable and tokenizable, BabyAI in the SPEC §4 order, and corrupt files as errors, never panics.
+//! environment readable and tokenizable, BabyAI in the design.md §4 order, and corrupt files as errors, never panics.
 
 use std::path::{Path, PathBuf};
 

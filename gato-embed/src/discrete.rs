@@ -1,4 +1,4 @@
-//! `DiscreteEmbedding`: the shared lookup table for text, discrete, continuous and separator tokens (§2.2, SPEC §5).
+//! `DiscreteEmbedding`: the shared lookup table for text, discrete, continuous and separator tokens (§2.2, design.md §5).
 //! Its transpose is also the output head when embeddings are tied (§2.2).
 
 use crate::gather::{gather, position_rows};

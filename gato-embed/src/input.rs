@@ -1,4 +1,4 @@
-//! The input embedding: the sum of the four contributions (§2.2, SPEC §5).
+//! The input embedding: the sum of the four contributions (§2.2, design.md §5).
 
 use gato_core::{
     Backend, BinaryOp, Embedding, EmbeddingMode, GatoConfig, ParamSource, Result, Tensor,

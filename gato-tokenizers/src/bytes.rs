@@ -1,4 +1,4 @@
-//! The byte-level text tokenizer: one token per UTF-8 byte, ids `[0, 256)` (SPEC §3 "Text": the dependency-free
+//! The byte-level text tokenizer: one token per UTF-8 byte, ids `[0, 256)` (design.md §3 "Text": the dependency-free
 //! fallback). Lossless for any string; needs no model file.
 
 use gato_core::registry::{TokenizerEntry, TokenizerOptions};

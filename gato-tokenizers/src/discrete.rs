@@ -1,5 +1,5 @@
 //! Discrete values: integers in `[0, discrete_values_size)` after row-major flattening, token = value +
-//! `discrete_offset` (paper §2.1; SPEC §3).
+//! `discrete_offset` (paper §2.1; design.md §3).
 
 use gato_core::{GatoConfig, TokenLayout};
 

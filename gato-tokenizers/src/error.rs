@@ -7,7 +7,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// NaN or ±Inf in a continuous field (SPEC §3: never a silent token).
+    /// NaN or ±Inf in a continuous field (design.md §3: never a silent token).
     #[error(
         "field `{field}`: value at index {index} is {value}; continuous values must be finite"
     )]

@@ -1,15 +1,15 @@
 //! # gato-tokenizers
 //!
-//! Raw agent data → Gato token sequences and back (paper §2.1, App. B; SPEC §2–§4). This crate depends on
+//! Raw agent data → Gato token sequences and back (paper §2.1, App. B; design.md §2–§4). This crate depends on
 //! `gato-core`'s traits and config only — never on ndarray, a backend, the model or CUDA — so a third party can
 //! depend on it alone.
 //!
-//! - [`ContinuousValueTokenizer`]: mu-law, clipping, 1024 bins, decoding (SPEC §3);
+//! - [`ContinuousValueTokenizer`]: mu-law, clipping, 1024 bins, decoding (design.md §3);
 //! - [`DiscreteValueTokenizer`]: range-checked integers with the layout's offset;
 //! - [`ImagePatchTokenizer`]: HWC images → normalised 16×16 patches in raster order;
 //! - text: the [`gato_core::Tokenizer`] plugins [`ByteTokenizer`] (`bytes`) and, with the default `sentencepiece`
 //!   feature, [`SentencePieceTokenizer`] (`sentencepiece`);
-//! - [`SequenceBuilder`]: timesteps of named fields → one token sequence in the canonical order (SPEC §4), windows
+//! - [`SequenceBuilder`]: timesteps of named fields → one token sequence in the canonical order (design.md §4), windows
 //!   of `L` tokens aligned to timesteps, prompt conditioning and action decoding.
 
 #![warn(missing_docs)]

@@ -1,10 +1,10 @@
-//! Continuous values: mu-law companding, clipping, uniform bins (paper §2.1, App. B; SPEC §3).
+//! Continuous values: mu-law companding, clipping, uniform bins (paper §2.1, App. B; design.md §3).
 //!
 //! `F(x) = sgn(x)·ln(|x|·μ + 1) / ln(M·μ + 1)` with μ = 100, M = 256; clip F to [−1, 1]; bin
 //! `b = floor((F + 1)/2 · bins)` with `bins` mapped to `bins − 1`; token = `b + continuous.start` (32000).
 //! Decoding takes the bin centre `v = (2b + 1)/bins − 1` and inverts mu-law: `sgn(v)·((M·μ + 1)^|v| − 1)/μ`.
 //! A field may turn mu-law off (values already in [−1, 1], e.g. MuJoCo actions): it is then only clipped and
-//! binned. Arithmetic is f64 so the golden table of SPEC §3 holds exactly.
+//! binned. Arithmetic is f64 so the golden table of design.md §3 holds exactly.
 
 use gato_core::{GatoConfig, TokenLayout};
 
@@ -168,7 +168,7 @@ mod tests {
         ContinuousValueTokenizer::new(&GatoConfig::small()).unwrap()
     }
 
-    /// SPEC §3 golden table, exactly.
+    /// design.md §3 golden table, exactly.
     #[test]
     fn golden_table() {
         let t = tok();

@@ -1,4 +1,4 @@
-//! Images → 16×16 patches (paper §2.1, App. B; SPEC §3).
+//! Images → 16×16 patches (paper §2.1, App. B; design.md §3).
 //!
 //! Input is HWC, `u8` (0–255) or `f32` in [0, 1], with 1 (grayscale), 3 (RGB) or 4 (frame stack / RGBA) channels.
 //! Patches are non-overlapping `P×P` squares in **raster order** (row by row, left to right), each flattened

@@ -1,5 +1,5 @@
 //! Token sequences: the tokens of one or more timesteps with their patches, and windows of whole timesteps
-//! (SPEC §4).
+//! (design.md §4).
 
 use std::ops::Range;
 
@@ -96,7 +96,7 @@ impl TokenSequence {
         }
     }
 
-    /// Split into consecutive windows of at most `l` tokens, each made of whole timesteps (SPEC §4). A timestep
+    /// Split into consecutive windows of at most `l` tokens, each made of whole timesteps (design.md §4). A timestep
     /// longer than `l` is an error naming it.
     pub fn windows(&self, l: usize) -> Result<Vec<Window>> {
         let mut out = Vec::new();
@@ -133,7 +133,7 @@ impl TokenSequence {
         Ok(out)
     }
 
-    /// The first window of whole timesteps that fits `l` tokens (SPEC §4), and whether timesteps were left out.
+    /// The first window of whole timesteps that fits `l` tokens (design.md §4), and whether timesteps were left out.
     pub fn first_window(&self, l: usize) -> Result<(TokenSequence, bool)> {
         let windows = self.windows(l)?;
         let cut = windows.len() > 1;

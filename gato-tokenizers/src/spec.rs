@@ -1,4 +1,4 @@
-//! Describing an environment's fields and one timestep's values (SPEC §4): what the sequence builder consumes.
+//! Describing an environment's fields and one timestep's values (design.md §4): what the sequence builder consumes.
 
 use std::collections::BTreeMap;
 
@@ -28,7 +28,7 @@ pub enum FieldKind {
     },
     /// Real values.
     Continuous {
-        /// Whether mu-law companding applies before binning (SPEC §3).
+        /// Whether mu-law companding applies before binning (design.md §3).
         mu_law: bool,
         /// Optional bounds decoded actions are clamped into.
         bounds: Option<(f32, f32)>,

@@ -1,4 +1,4 @@
-//! The sequence builder (SPEC §4): canonical order, local positions, loss mask, separator, windows, prompts,
+//! The sequence builder (design.md §4): canonical order, local positions, loss mask, separator, windows, prompts,
 //! action round trips, and bad input.
 
 use std::collections::BTreeMap;

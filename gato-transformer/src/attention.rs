@@ -1,4 +1,4 @@
-//! Causal multi-head self-attention (§2.2, App. C.1; SPEC §6): Q, K, V, O projections with biases, `heads × kv`
+//! Causal multi-head self-attention (§2.2, App. C.1; design.md §6): Q, K, V, O projections with biases, `heads × kv`
 //! inner width, softmax scale `1/√kv`, the causal mask, key padding per sequence, and an optional KV cache.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! One pre-LayerNorm decoder block (SPEC §6): `x += Attn(LN1(x)); x += FFN(LN2(x))`.
+//! One pre-LayerNorm decoder block (design.md §6): `x += Attn(LN1(x)); x += FFN(LN2(x))`.
 
 use gato_core::{Backend, BinaryOp, GatoConfig, ParamSource, Result, Tensor};
 

@@ -1,10 +1,10 @@
-//! Incremental decoding with a KV cache and a sliding context window (SPEC §6–§7).
+//! Incremental decoding with a KV cache and a sliding context window (design.md §6–§7).
 //!
 //! [`DecodeState`] holds the tokens seen so far (a batch of one) and every layer's cached keys and values. Pushing
 //! tokens runs only the new ones through the model. When the context window (`token_sequence_length`, 1024) would
 //! overflow, the oldest **whole timesteps** are dropped; what happens to the cache is the [`WindowPolicy`]: by
-//! default (SPEC §6) it is rebuilt from the tokens that remain, which is exact but costs a forward pass over the
-//! window at every step once the window is full (`small`, 2 cores: ~0.9 s instead of ~70 ms); the opt-in
+//! default (design.md §6) it is rebuilt from the tokens that remain, which is exact but costs a forward pass over the
+//! window at every step once the window is full (about ten times a step's cost for `small`); the opt-in
 //! [`WindowPolicy::Slide`] keeps the cached keys and values of the remaining tokens, so a step keeps its cost.
 
 use gato_core::{Backend, Error, Result, Tensor, TokenBatch};
@@ -15,7 +15,7 @@ use crate::model::{single_token, GatoTransformer};
 /// What [`DecodeState`] does with the KV cache when the oldest timesteps leave the context window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum WindowPolicy {
-    /// Recompute the keys and values of the tokens that remain (SPEC §6): every step sees exactly what a fresh
+    /// Recompute the keys and values of the tokens that remain (design.md §6): every step sees exactly what a fresh
     /// forward pass over the window would. Costs a forward pass over the window at each overflow.
     #[default]
     Rebuild,
@@ -232,7 +232,7 @@ pub fn last_logits(model: &GatoTransformer, be: &dyn Backend, hidden: &Tensor) -
     Ok(out)
 }
 
-/// Logits of the last position for the ids in `range` only (SPEC §7: an action token's legal ids), computed against
+/// Logits of the last position for the ids in `range` only (design.md §7: an action token's legal ids), computed against
 /// just those rows of the output table — 1024 rows for a continuous field instead of 33025.
 pub fn last_logits_in(
     model: &GatoTransformer,

@@ -1,4 +1,4 @@
-//! The feed-forward network (App. C.1; SPEC §6): `W2 · gelu(W1 x)` (exact-erf GELU, default) or GEGLU
+//! The feed-forward network (App. C.1; design.md §6): `W2 · gelu(W1 x)` (exact-erf GELU, default) or GEGLU
 //! `W2 · (gelu(W1a x) ⊙ W1b x)` with a first matrix twice as wide.
 
 use gato_core::{Activation, Backend, GatoConfig, ParamSource, Result, Tensor, UnaryOp};

@@ -1,4 +1,4 @@
-//! The KV cache for incremental decoding (SPEC §6): per layer, the keys and values of every token so far
+//! The KV cache for incremental decoding (design.md §6): per layer, the keys and values of every token so far
 //! (`[1, H, T, K]`). When the context window is full, the model drops the oldest whole timesteps and by default
 //! rebuilds the cache from the tokens that remain ([`crate::DecodeState`], [`crate::WindowPolicy`]); Gato has no
 //! absolute position encoding, but the cached keys of deeper layers depend on the dropped tokens, so a rebuild is
@@ -12,7 +12,7 @@ use gato_core::{Backend, Result, Shape, Tensor};
 const MIN_CAPACITY: usize = 64;
 
 /// Keys and values of one layer: `[1, H, capacity, K]` buffers of which the first `len` tokens are filled.
-/// Appending writes the new tokens in place ([`Backend::slice_assign`]), so a decoded token costs its own keys
+/// Appending writes the new tokens in place ([`gato_core::LayoutOps::slice_assign`]), so a decoded token costs its own keys
 /// and values, not a copy of the whole cache; the causal mask keeps attention off the unfilled tail.
 #[derive(Default, Clone)]
 pub struct LayerCache {

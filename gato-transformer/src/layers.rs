@@ -43,7 +43,7 @@ impl Linear {
     }
 
     /// Lay the weight out for products with few rows, run at `precision`, where the backend has such a layout
-    /// ([`Backend::pack_weight`]); values stay the same, and so do results at [`MatmulPrecision::F32`]. Returns
+    /// ([`gato_core::MatmulOps::pack_weight`]); values stay the same, and so do results at [`MatmulPrecision::F32`]. Returns
     /// whether the backend had one.
     pub fn pack_weight(
         &mut self,

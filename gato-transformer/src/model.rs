@@ -1,7 +1,7 @@
 //! `GatoTransformer`: input embedding → decoder blocks → final LayerNorm → logits `h · Eᵀ` with the shared table
 //! (tied, §2.2) or an untied head. Written once against `&dyn Backend`.
 //!
-//! Dropout (0.1 in training, SPEC §6) is not applied: this crate runs inference; training comes later.
+//! Dropout (0.1 in training, design.md §6) is not applied: this crate runs inference; training comes later.
 
 use gato_core::{
     run_scoped, Backend, DType, EmbeddingMode, GatoConfig, Init, MatmulPrecision, MatmulSpec,
@@ -126,9 +126,9 @@ impl GatoTransformer {
         Ok(())
     }
 
-    /// Lay the decoder blocks' matrix weights out for products with few rows, as acting runs them (SPEC §7;
-    /// [`Backend::pack_weight`]): on the CPU, an observation's products skip their per-call packing pass
-    /// (`small`, bf16: ~45 → ~35 ms per observation on 2 cores) at the cost of holding those weights twice. At
+    /// Lay the decoder blocks' matrix weights out for products with few rows, as acting runs them (design.md §7;
+    /// [`gato_core::MatmulOps::pack_weight`]): on the CPU, an observation's products skip their per-call packing pass
+    /// at the cost of holding those weights twice. At
     /// [`MatmulPrecision::F32`] values and logits stay the same (to f32 rounding order); at
     /// [`MatmulPrecision::Bf16`] the products against bf16 weights may round their activations to bf16 (on the
     /// CPU: with AVX512_BF16, about twice as fast). Call it after [`Self::cast_block_weights`], which returns
@@ -167,7 +167,7 @@ impl GatoTransformer {
             .map_or(DType::F32, |b| b.attn.q.weight.dtype())
     }
 
-    /// Rows `range` of the output table (the legal ids of an action token, SPEC §7), sliced once per range and
+    /// Rows `range` of the output table (the legal ids of an action token, design.md §7), sliced once per range and
     /// kept: acting asks for the same few ranges at every step. A replaced table is sliced afresh.
     pub fn output_rows(&self, be: &dyn Backend, range: std::ops::Range<u32>) -> Result<Tensor> {
         let table = self.output_table();

@@ -1,4 +1,4 @@
-//! Action sampling (§2.4, SPEC §7): each action token is drawn from the logits restricted to the legal ids of its
+//! Action sampling (§2.4, design.md §7): each action token is drawn from the logits restricted to the legal ids of its
 //! field (discrete: `[offset, offset + n)`; continuous: the continuous block), with a temperature, or by argmax.
 
 use std::ops::Range;

@@ -9,8 +9,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gato_core::cpu::CpuBackend;
 use gato_core::{run_scoped, DType, GatoConfig, MatmulPrecision, Modality, TokenBatch};
+use gato_cpu::CpuBackend;
 use gato_transformer::{
     last_logits_in_into, single_token, ActionSampler, DecodeState, GatoTransformer, Sampling,
 };

@@ -25,7 +25,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
     let file = EpisodeFile::open(&args.episode)?;
     let builder = file.builder(model.config(), &args.text_tokenizer)?;
     let t = Instant::now();
-    // The first window of whole timesteps that fits the context (SPEC §4).
+    // The first window of whole timesteps that fits the context (design.md §4).
     let (seq, truncated) = file
         .tokenize(args.episode_index, &builder)?
         .first_window(model.config().token_sequence_length)?;

@@ -1,4 +1,4 @@
-//! `gato tokenize`: values, text or an image → one Gato observation (SPEC §4), printed as a table or JSON.
+//! `gato tokenize`: values, text or an image → one Gato observation (design.md §4), printed as a table or JSON.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use gato_core::cpu::CpuBackend;
 use gato_core::{Backend, GatoConfig, TokenBatch};
+use gato_cpu::CpuBackend;
 use gato_tokenizers::{
     to_batch, EnvSpec, FieldKind, FieldSpec, FieldValue, Image, ImagePixels, SequenceBuilder,
     Timestep, TokenSequence,
