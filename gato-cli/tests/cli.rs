@@ -375,21 +375,28 @@ fn tokenize_episode_prints_every_timestep() {
     assert!(!o.status.success() && text(&o).1.contains("/nonexistent.safetensors"));
 }
 
-#[test]
-fn init_forward_act_on_a_real_episode() {
-    let dir = std::env::temp_dir().join(format!("gato-cli-model-{}", std::process::id()));
+/// `gato init --config tiny --seed SEED` into a fresh temporary directory: (the directory, the checkpoint in it).
+fn tiny_checkpoint(name: &str, seed: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("gato-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let ck = dir.join("ckpt");
+    let seed = seed.to_string();
     let o = gato(&[
         "init",
         "--config",
         "tiny",
         "--seed",
-        "3",
+        &seed,
         "--out",
         ck.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o).1);
+    (dir, ck)
+}
+
+#[test]
+fn init_forward_act_on_a_real_episode() {
+    let (dir, ck) = tiny_checkpoint("model", 3);
     assert!(ck.join("config.json").is_file() && ck.join("model.safetensors").is_file());
 
     let dump = dir.join("logits.safetensors");
@@ -636,20 +643,8 @@ fn threads_are_bounded() {
 /// and teacher forcing), so both take the same actions with a model initialised from the same seed.
 #[test]
 fn bench_and_act_take_the_same_actions() {
-    let dir = std::env::temp_dir().join(format!("gato-cli-same-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ck = dir.join("ckpt");
     // The bench initialises its model from seed 0.
-    let o = gato(&[
-        "init",
-        "--config",
-        "tiny",
-        "--seed",
-        "0",
-        "--out",
-        ck.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o).1);
+    let (dir, ck) = tiny_checkpoint("same", 0);
     let ep = data("data/episodes/metaworld.safetensors");
     let o = gato(&[
         "act",

@@ -231,6 +231,15 @@ fn reference_logits(rf: &Ref, c: &gato_core::GatoConfig, b: &TokenBatch) -> Vec<
     r::matmul(&hfin, &[n, w], table, &[vocab, w], &MatmulSpec::nt()).0
 }
 
+/// The model's input embedding of `batch` (evaluation mode), downloaded.
+fn embedded(model: &GatoTransformer, be: &dyn Backend, batch: &TokenBatch) -> Vec<f64> {
+    let e = model
+        .embed
+        .forward(be, batch, gato_core::EmbeddingMode::Eval)
+        .unwrap();
+    be.download(&e).unwrap().to_f64_vec()
+}
+
 fn rel_err(got: &[f64], want: &[f64], mask: impl Fn(usize) -> bool, v: usize) -> f64 {
     let (mut num, mut den) = (0.0, 0.0);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -270,15 +279,7 @@ fn embedding_sum_matches_reference() {
     let model = GatoTransformer::init(be.as_ref(), &c, 3).unwrap();
     let seq = common::episode(&c, 5, 2);
     let batch = common::batch_of(&[&seq]);
-    let got = be
-        .download(
-            &model
-                .embed
-                .forward(be.as_ref(), &batch, gato_core::EmbeddingMode::Eval)
-                .unwrap(),
-        )
-        .unwrap()
-        .to_f64_vec();
+    let got = embedded(&model, be.as_ref(), &batch);
     // Reference with zero blocks: reuse the full reference on a config with no blocks is not possible (blocks ≥ 1),
     // so compare against the sum computed from the same formula via a 1-block model's embedding stage.
     let rf = Ref::new(&model, be.as_ref());
@@ -325,15 +326,7 @@ fn patch_embeddings_match_reference() {
     let steps = file.timesteps(0).unwrap();
     let seq = builder.episode(&steps[..2]).unwrap();
     let batch = common::batch_of(&[&seq]);
-    let got = be
-        .download(
-            &model
-                .embed
-                .forward(be.as_ref(), &batch, gato_core::EmbeddingMode::Eval)
-                .unwrap(),
-        )
-        .unwrap()
-        .to_f64_vec();
+    let got = embedded(&model, be.as_ref(), &batch);
     let want = reference_embeddings(&Ref::new(&model, be.as_ref()), &c, &batch);
     let image = |pos: usize| batch.modality[pos] == Modality::Image;
     assert!(
