@@ -147,6 +147,39 @@ pub struct GatoConfig {
     pub training: TrainingConfig,
 }
 
+/// Upper bounds of the size fields, checked by [`GatoConfig::validate`]. Far above any Gato (the paper's `large` has
+/// 24 blocks of width 2048 and a 1024-token window), and low enough that no count or byte size computed from them
+/// overflows 64 bits, so a typo such as `layer_width: 2^40` is an error naming the field instead of an allocation
+/// that aborts the process.
+pub mod limits {
+    /// `num_transformer_blocks`.
+    pub const BLOCKS: usize = 1024;
+    /// `num_attention_heads`.
+    pub const HEADS: usize = 1024;
+    /// `layer_width`.
+    pub const WIDTH: usize = 65_536;
+    /// `feedforward_hidden_size`.
+    pub const FEEDFORWARD: usize = 262_144;
+    /// `key_value_size`.
+    pub const KEY_VALUE: usize = 4096;
+    /// `token_sequence_length` (the context window).
+    pub const CONTEXT: usize = 65_536;
+    /// The vocabulary: every token id, the separator included, lies below it.
+    pub const VOCABULARY: usize = 1 << 22;
+    /// `img_patch_size`.
+    pub const PATCH: usize = 256;
+    /// `patch_embedding_channels`.
+    pub const PATCH_CHANNELS: usize = 4096;
+    /// `num_res_blocks`.
+    pub const RES_BLOCKS: usize = 64;
+    /// `position_buckets`.
+    pub const POSITION_BUCKETS: usize = 65_536;
+    /// `local_position_encoding_size`.
+    pub const LOCAL_POSITIONS: usize = 65_536;
+    /// `training.batch_size`.
+    pub const BATCH: usize = 1 << 20;
+}
+
 /// Names of the built-in presets, in size order.
 pub const PRESET_NAMES: [&str; 4] = ["tiny", "small", "baseline", "large"];
 
@@ -266,9 +299,14 @@ impl GatoConfig {
 
     /// Write the config as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_json() + "\n").map_err(|e| Error::ConfigFile {
+        std::fs::write(path, self.to_json() + "\n").map_err(|e| Error::WriteFile {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() && !d.is_dir() => {
+                    format!("the directory {} does not exist", d.display())
+                }
+                _ => e.to_string(),
+            },
         })
     }
 
@@ -285,12 +323,12 @@ impl GatoConfig {
 
     /// Check every rule; the first broken one is returned with the field, the value and the rule.
     pub fn validate(&self) -> Result<()> {
-        fn at_least(field: &str, value: usize, min: usize) -> Result<()> {
-            if value < min {
+        fn bounded(field: &str, value: usize, min: usize, max: usize) -> Result<()> {
+            if !(min..=max).contains(&value) {
                 return Err(Error::config(
                     field,
                     value,
-                    format!("must be at least {min}"),
+                    format!("must lie in [{min}, {max}]"),
                 ));
             }
             Ok(())
@@ -319,21 +357,41 @@ impl GatoConfig {
             Ok(())
         }
 
-        at_least("num_transformer_blocks", self.num_transformer_blocks, 1)?;
-        at_least("num_attention_heads", self.num_attention_heads, 1)?;
-        at_least("layer_width", self.layer_width, 1)?;
-        at_least("feedforward_hidden_size", self.feedforward_hidden_size, 1)?;
-        at_least("key_value_size", self.key_value_size, 1)?;
+        bounded(
+            "num_transformer_blocks",
+            self.num_transformer_blocks,
+            1,
+            limits::BLOCKS,
+        )?;
+        bounded(
+            "num_attention_heads",
+            self.num_attention_heads,
+            1,
+            limits::HEADS,
+        )?;
+        bounded("layer_width", self.layer_width, 1, limits::WIDTH)?;
+        bounded(
+            "feedforward_hidden_size",
+            self.feedforward_hidden_size,
+            1,
+            limits::FEEDFORWARD,
+        )?;
+        bounded("key_value_size", self.key_value_size, 1, limits::KEY_VALUE)?;
         in_range("dropout_rate", self.dropout_rate, 0.0, 1.0, false)?;
         positive("layer_norm_eps", self.layer_norm_eps)?;
-        at_least("token_sequence_length", self.token_sequence_length, 2)?;
+        bounded(
+            "token_sequence_length",
+            self.token_sequence_length,
+            2,
+            limits::CONTEXT,
+        )?;
 
         positive("mu_law_mu", self.mu_law_mu)?;
         positive("mu_law_m", self.mu_law_m)?;
         // Token ranges: checked (with overlap rules) by TokenLayout.
         TokenLayout::from_config(self)?;
 
-        at_least("img_patch_size", self.img_patch_size, 1)?;
+        bounded("img_patch_size", self.img_patch_size, 1, limits::PATCH)?;
         if !(1..=4).contains(&self.image_channels) {
             return Err(Error::config(
                 "image_channels",
@@ -341,8 +399,19 @@ impl GatoConfig {
                 "must lie in [1, 4] (1 grayscale, 3 RGB, 4 frame stack or RGBA)",
             ));
         }
-        at_least("patch_embedding_channels", self.patch_embedding_channels, 1)?;
-        at_least("num_group_norm_groups", self.num_group_norm_groups, 1)?;
+        bounded(
+            "patch_embedding_channels",
+            self.patch_embedding_channels,
+            1,
+            limits::PATCH_CHANNELS,
+        )?;
+        bounded(
+            "num_group_norm_groups",
+            self.num_group_norm_groups,
+            1,
+            limits::PATCH_CHANNELS,
+        )?;
+        bounded("num_res_blocks", self.num_res_blocks, 0, limits::RES_BLOCKS)?;
         if !self
             .patch_embedding_channels
             .is_multiple_of(self.num_group_norm_groups)
@@ -356,11 +425,17 @@ impl GatoConfig {
                 ),
             ));
         }
-        at_least("position_buckets", self.position_buckets, 1)?;
-        at_least(
+        bounded(
+            "position_buckets",
+            self.position_buckets,
+            1,
+            limits::POSITION_BUCKETS,
+        )?;
+        bounded(
             "local_position_encoding_size",
             self.local_position_encoding_size,
             1,
+            limits::LOCAL_POSITIONS,
         )?;
 
         let t = &self.training;
@@ -383,7 +458,7 @@ impl GatoConfig {
             f64::MAX,
             false,
         )?;
-        at_least("training.batch_size", t.batch_size, 1)?;
+        bounded("training.batch_size", t.batch_size, 1, limits::BATCH)?;
         in_range(
             "training.gradient_clip_norm",
             t.gradient_clip_norm,
@@ -463,7 +538,7 @@ mod tests {
         assert!(
             msg.contains("num_attention_heads")
                 && msg.contains("= 0")
-                && msg.contains("at least 1"),
+                && msg.contains("must lie in [1, 1024]"),
             "{msg}"
         );
     }

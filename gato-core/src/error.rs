@@ -33,6 +33,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A file could not be written.
+    #[error("cannot write {path}: {reason}")]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// Why (the directory is missing, permission denied, ...).
+        reason: String,
+    },
+
     /// A preset name that is not one of the known presets and not an existing file.
     #[error("unknown config `{name}`: expected one of {expected} or a path to a config.json")]
     UnknownPreset {
@@ -115,6 +124,21 @@ pub enum Error {
         name: String,
         /// Comma-separated registered names.
         available: String,
+    },
+
+    /// Allocating something would need more memory than the machine has available.
+    #[error(
+        "not enough memory for {what}: it needs {} and {} is available",
+        crate::memory::human_bytes(*.needed),
+        crate::memory::human_bytes(*.available)
+    )]
+    InsufficientMemory {
+        /// What would be allocated, e.g. "the model's f32 parameters (95,315,584)".
+        what: String,
+        /// Bytes it needs.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
     },
 
     /// A backend is registered but cannot be used on this machine (e.g. no GPU).

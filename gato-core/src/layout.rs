@@ -49,10 +49,15 @@ fn overlaps(a: &Range<u32>, b: &Range<u32>) -> bool {
 impl TokenLayout {
     /// Compute and validate the layout of a config.
     pub fn from_config(c: &GatoConfig) -> Result<Self> {
+        let max = crate::config::limits::VOCABULARY;
         let to_u32 = |field: &str, v: usize| -> Result<u32> {
-            // Keep every id well inside u32 so that sums below cannot overflow.
-            if v > (1 << 30) {
-                return Err(Error::config(field, v, "must be at most 2^30"));
+            // Every id below the vocabulary bound, so the sums below cannot overflow u32.
+            if v >= max {
+                return Err(Error::config(
+                    field,
+                    v,
+                    format!("must be below {max} (the vocabulary bound)"),
+                ));
             }
             Ok(v as u32)
         };
@@ -115,6 +120,13 @@ impl TokenLayout {
         }
         debug_assert!(!overlaps(&text, &continuous));
         let vocab_size = continuous.end.max(discrete.end).max(separator + 1);
+        if vocab_size as usize > max {
+            return Err(Error::config(
+                "continuous_values_size",
+                cont_n,
+                format!("the vocabulary would hold {vocab_size} ids, at most {max} are allowed"),
+            ));
+        }
         Ok(TokenLayout {
             text,
             discrete,

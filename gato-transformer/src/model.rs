@@ -51,8 +51,15 @@ pub const HEAD_PARAM: &str = "head.weight";
 
 impl GatoTransformer {
     /// Build from a parameter source (random init or checkpoint). The config must validate.
+    ///
+    /// A model whose f32 parameters would not fit in the memory available is refused before anything is
+    /// allocated ([`gato_core::Error::InsufficientMemory`], with both figures).
     pub fn new(src: &mut dyn ParamSource, config: &GatoConfig) -> Result<Self> {
-        config.validate()?;
+        let count = crate::shapes::count_parameters(config)?.total;
+        gato_core::memory::ensure_available(
+            format!("the model's {count} f32 parameters"),
+            crate::shapes::parameter_bytes(config)?,
+        )?;
         let embed = InputEmbedding::new(src, config)?;
         let blocks = (0..config.num_transformer_blocks)
             .map(|i| DecoderBlock::new(src, i, config))

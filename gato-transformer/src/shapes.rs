@@ -120,31 +120,72 @@ pub fn block_params(c: &GatoConfig) -> u64 {
     s.matrix_params() + s.vector_params()
 }
 
-/// Count every parameter of the model a config describes.
+/// `a · b` for counts, or an error naming what overflowed (unreachable for configs within
+/// [`gato_core::config::limits`], kept so no count is ever computed unchecked).
+fn mul(what: &str, a: u64, b: u64) -> Result<u64> {
+    a.checked_mul(b).ok_or_else(|| {
+        gato_core::Error::invalid(
+            "count_parameters",
+            format!("{what} overflows 64 bits ({a} × {b})"),
+        )
+    })
+}
+
+/// `a + b` for counts; see [`mul`].
+fn add(what: &str, a: u64, b: u64) -> Result<u64> {
+    a.checked_add(b).ok_or_else(|| {
+        gato_core::Error::invalid(
+            "count_parameters",
+            format!("{what} overflows 64 bits ({a} + {b})"),
+        )
+    })
+}
+
+/// Count every parameter of the model a config describes (the config is validated first; every product and sum
+/// is checked).
 pub fn count_parameters(c: &GatoConfig) -> Result<ParameterCount> {
+    c.validate()?;
     let layout = c.layout()?;
     let w = c.layer_width as u64;
     let vocab = layout.vocab_size as u64;
     let ch = c.patch_embedding_channels as u64;
     let p = c.img_patch_size as u64;
 
-    let stem = c.image_channels as u64 * ch + ch;
-    let res_block = 2 * (2 * ch) + 2 * (ch * ch * 9 + ch);
-    let patch = stem + c.num_res_blocks as u64 * res_block + (ch * p * p) * w + w;
+    let stem = add("stem", mul("stem", c.image_channels as u64, ch)?, ch)?;
+    let res_block = add(
+        "res block",
+        4 * ch,
+        2 * add("conv", mul("conv", ch * ch, 9)?, ch)?,
+    )?;
+    let proj = mul("patch projection", mul("patch projection", ch, p * p)?, w)?;
+    let patch = add(
+        "patch embedding",
+        add(
+            "patch embedding",
+            stem,
+            mul("res blocks", c.num_res_blocks as u64, res_block)?,
+        )?,
+        add("patch projection", proj, w)?,
+    )?;
     let local_rows = c.local_position_encoding_size as u64
         + u64::from(c.action_local_position == ActionLocalPosition::Shared);
-    let blocks = c.num_transformer_blocks as u64 * block_params(c);
-    let head = if c.tie_embeddings { 0 } else { vocab * w };
+    let blocks = mul("blocks", c.num_transformer_blocks as u64, block_params(c))?;
+    let table = mul("embedding table", vocab, w)?;
+    let head = if c.tie_embeddings { 0 } else { table };
 
     let components = vec![
-        ("shared token embedding", "§2.2", vocab * w),
+        ("shared token embedding", "§2.2", table),
         ("patch embedding (ResNet v2)", "App. C.2", patch),
         (
             "patch position encoding",
             "App. C.3",
-            2 * c.position_buckets as u64 * w,
+            mul("patch positions", 2 * c.position_buckets as u64, w)?,
         ),
-        ("local position encoding", "App. C.3", local_rows * w),
+        (
+            "local position encoding",
+            "App. C.3",
+            mul("local positions", local_rows, w)?,
+        ),
         ("transformer blocks", "App. C.1", blocks),
         ("final layer norm", "§2.2", 2 * w),
         ("output head (untied)", "§2.2", head),
@@ -157,12 +198,19 @@ pub fn count_parameters(c: &GatoConfig) -> Result<ParameterCount> {
             params,
         })
         .collect();
-    let total = components.iter().map(|c| c.params).sum();
+    let total = components
+        .iter()
+        .try_fold(0u64, |acc, c| add("total", acc, c.params))?;
     Ok(ParameterCount {
         components,
         total,
         transformer_blocks: blocks,
     })
+}
+
+/// Bytes of the model's f32 parameters (what building it allocates first).
+pub fn parameter_bytes(c: &GatoConfig) -> Result<u64> {
+    mul("parameter bytes", count_parameters(c)?.total, 4)
 }
 
 #[cfg(test)]
