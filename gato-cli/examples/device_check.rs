@@ -68,7 +68,14 @@ fn main() -> ExitCode {
         let cpu_model = GatoTransformer::init(cpu.as_ref(), &c, 1).unwrap();
         // Same weights on the GPU: through a checkpoint, as a user would move them.
         let dir = std::env::temp_dir().join(format!("gato-device-check-{name}"));
-        checkpoint::save(&cpu_model, cpu.as_ref(), &dir, gato_core::DType::F32).unwrap();
+        checkpoint::save(
+            &cpu_model,
+            cpu.as_ref(),
+            &dir,
+            gato_core::DType::F32,
+            gato_transformer::atomic_dir::Overwrite::Replace,
+        )
+        .unwrap();
         let gpu_model = checkpoint::load(&dir, cuda.as_ref()).unwrap();
         let b = ep.builder(&c, "bytes").unwrap();
         let mut seq = ep.tokenize(0, &b).unwrap();

@@ -88,7 +88,7 @@ pub enum Command {
         #[command(flatten)]
         format: Format,
     },
-    /// Initialise a model from a seed and write a checkpoint (config.json + model.safetensors).
+    /// Initialise a model from a seed and write a checkpoint (config.json + model.safetensors), atomically.
     Init {
         /// Preset or config file.
         #[arg(long, default_value = "tiny", value_name = "NAME|PATH")]
@@ -102,6 +102,9 @@ pub enum Command {
         /// Weight dtype on disk: f32, bf16 or f16.
         #[arg(long, default_value = "f32", value_name = "DTYPE")]
         dtype: String,
+        /// Replace an existing checkpoint at --out (atomically: it holds the old or the new one at every instant).
+        #[arg(long)]
+        force: bool,
     },
     /// Run the model over an episode and print the masked loss; optionally dump logits and token ids.
     Forward(ForwardArgs),
@@ -159,7 +162,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct TokenizeArgs {
     /// An episode file to tokenize (all timesteps of one episode) instead of command-line values.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["continuous", "discrete", "text", "image"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["continuous", "discrete", "text", "text_file", "image"])]
     pub episode: Option<PathBuf>,
     /// Which episode of the file.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -174,8 +177,11 @@ pub struct TokenizeArgs {
     #[arg(long, allow_hyphen_values = true, value_name = "LIST")]
     pub discrete: Option<String>,
     /// Text to tokenize.
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", conflicts_with = "text_file")]
     pub text: Option<String>,
+    /// A UTF-8 file whose whole content is the text to tokenize (for text too long for the command line).
+    #[arg(long, value_name = "FILE")]
+    pub text_file: Option<PathBuf>,
     /// Text tokenizer: a registered name (`gato tokenizers`) or a SentencePiece .model file.
     #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
     pub text_tokenizer: String,

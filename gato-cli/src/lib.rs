@@ -52,6 +52,12 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    // SIGINT, SIGTERM: remove the temporary directory of a checkpoint being written, then exit as interrupted.
+    // (An embedding application that installed its own handler keeps it.)
+    let _ = ctrlc::set_handler(|| {
+        gato_transformer::atomic_dir::remove_pending();
+        std::process::exit(130);
+    });
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {

@@ -33,6 +33,7 @@ use gato_core::{
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
 
+use crate::atomic_dir::{self, Overwrite};
 use crate::model::GatoTransformer;
 
 /// File names inside a checkpoint directory.
@@ -47,10 +48,29 @@ fn ckpt_err(path: &Path, problems: Vec<String>) -> Error {
     }
 }
 
-/// Write `model` to `dir` (created if needed) with weights stored as `dtype` (f32, f16 or bf16).
-pub fn save(model: &GatoTransformer, be: &dyn Backend, dir: &Path, dtype: DType) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, vec![e.to_string()]))?;
-    model.config().save(&dir.join(CONFIG_FILE))?;
+/// Write `model` to the checkpoint directory `dir` with weights stored as `dtype` (f32, f16 or bf16), as one atomic
+/// step ([`crate::atomic_dir::write_dir`]): at every instant `dir` holds the whole old checkpoint or the whole new
+/// one. An existing `dir` is replaced only with [`Overwrite::Replace`]. The bytes depend only on the model and
+/// `dtype`: the same seed gives the same files.
+pub fn save(
+    model: &GatoTransformer,
+    be: &dyn Backend,
+    dir: &Path,
+    dtype: DType,
+    overwrite: Overwrite,
+) -> Result<()> {
+    let st_dtype = match dtype {
+        DType::F32 => Dtype::F32,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
+        DType::U32 => {
+            return Err(Error::invalid(
+                "checkpoint::save",
+                "weights are stored as f32, f16 or bf16",
+            ))
+        }
+    };
+    // Everything is read from the backend before the disk is touched.
     let mut blobs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, t) in model.parameters() {
         let values = be
@@ -58,7 +78,6 @@ pub fn save(model: &GatoTransformer, be: &dyn Backend, dir: &Path, dtype: DType)
             .into_f32()
             .unwrap_or_default();
         let bytes: Vec<u8> = match dtype {
-            DType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             DType::F16 => values
                 .iter()
                 .flat_map(|v| f16::from_f32(*v).to_le_bytes())
@@ -67,20 +86,10 @@ pub fn save(model: &GatoTransformer, be: &dyn Backend, dir: &Path, dtype: DType)
                 .iter()
                 .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
                 .collect(),
-            DType::U32 => {
-                return Err(Error::invalid(
-                    "checkpoint::save",
-                    "weights are stored as f32, f16 or bf16",
-                ))
-            }
+            _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         };
         blobs.push((name, t.dims().to_vec(), bytes));
     }
-    let st_dtype = match dtype {
-        DType::F16 => Dtype::F16,
-        DType::BF16 => Dtype::BF16,
-        _ => Dtype::F32,
-    };
     let views = blobs
         .iter()
         .map(|(n, s, b)| {
@@ -89,13 +98,15 @@ pub fn save(model: &GatoTransformer, be: &dyn Backend, dir: &Path, dtype: DType)
                 .map_err(|e| ckpt_err(dir, vec![format!("{n}: {e}")]))
         })
         .collect::<Result<Vec<_>>>()?;
-    let meta: HashMap<String, String> = [
-        ("format".to_string(), "gato-rs".to_string()),
-        ("version".to_string(), "1".to_string()),
-    ]
-    .into();
-    safetensors::serialize_to_file(views, Some(meta), &dir.join(WEIGHTS_FILE))
-        .map_err(|e| ckpt_err(dir, vec![e.to_string()]))
+    // One metadata entry: safetensors writes its metadata map in hash order, which made two saves of one model
+    // differ byte for byte.
+    let meta: HashMap<String, String> =
+        [("format".to_string(), "gato-rs checkpoint v1".to_string())].into();
+    atomic_dir::write_dir(dir, overwrite, |tmp| {
+        model.config().save(&tmp.join(CONFIG_FILE))?;
+        safetensors::serialize_to_file(views, Some(meta), &tmp.join(WEIGHTS_FILE))
+            .map_err(|e| ckpt_err(dir, vec![format!("cannot write {WEIGHTS_FILE}: {e}")]))
+    })
 }
 
 /// Looks parameters up in a safetensors file, recording every problem.
@@ -159,6 +170,16 @@ impl ParamSource for CheckpointSource<'_> {
 /// Load a checkpoint directory onto `be`. A missing or corrupt file, or any tensor that does not match the config,
 /// is an error that lists every problem.
 pub fn load(dir: &Path, be: &dyn Backend) -> Result<GatoTransformer> {
+    if !dir.is_dir() {
+        let why = if dir.exists() {
+            "is not a directory (a checkpoint is a directory holding config.json and model.safetensors)"
+        } else {
+            "does not exist"
+        };
+        return Err(ckpt_err(dir, vec![why.to_string()]));
+    }
+    // Temporaries left by a writer that was killed outright.
+    atomic_dir::sweep_stale(dir);
     let config = GatoConfig::load(&dir.join(CONFIG_FILE))?;
     let path = dir.join(WEIGHTS_FILE);
     let file = std::fs::File::open(&path).map_err(|e| ckpt_err(&path, vec![e.to_string()]))?;

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod atomic_dir;
 pub mod attention;
 pub mod block;
 pub mod checkpoint;
@@ -23,6 +24,6 @@ pub use gato_core::GatoConfig;
 pub use model::{masked_cross_entropy, single_token, GatoTransformer, LossReport};
 pub use sampler::{ActionSampler, Sampling};
 pub use shapes::{
-    block_params, count_parameters, paper_parameter_count, BlockShapes, ComponentParams,
-    ParameterCount,
+    block_params, count_parameters, paper_parameter_count, parameter_bytes, BlockShapes,
+    ComponentParams, ParameterCount,
 };

@@ -4,6 +4,7 @@
 mod common;
 
 use gato_core::{Backend, DType, GatoConfig, MatmulPrecision, TokenBatch};
+use gato_transformer::atomic_dir::Overwrite;
 use gato_transformer::checkpoint::{load, save, CONFIG_FILE, WEIGHTS_FILE};
 use gato_transformer::{
     last_logits, last_logits_in, masked_cross_entropy, ActionSampler, DecodeState, GatoTransformer,
@@ -261,7 +262,11 @@ fn bf16_products_stay_within_bf16_rounding_of_f32_products() {
     if gato_cpu::bf16_products_available() {
         assert!(err > 0.0, "the bf16 product kernel did not run");
     } else {
-        eprintln!("SKIPPED the check that bf16 products ran: this CPU has no AVX512_BF16 (products stay f32)");
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED the check that bf16 products ran: this CPU has no AVX512_BF16 (products stay f32)"
+        );
     }
 }
 
@@ -350,7 +355,7 @@ fn checkpoint_round_trip_gives_identical_logits_and_half_weights_load() {
     let batch = common::batch_of(&[&seq]);
     let want = logits(&model, be.as_ref(), &batch);
     let dir = tmpdir("f32");
-    save(&model, be.as_ref(), &dir, DType::F32).unwrap();
+    save(&model, be.as_ref(), &dir, DType::F32, Overwrite::Replace).unwrap();
     let back = load(&dir, be.as_ref()).unwrap();
     assert_eq!(
         logits(&back, be.as_ref(), &batch),
@@ -359,7 +364,7 @@ fn checkpoint_round_trip_gives_identical_logits_and_half_weights_load() {
     );
     for dt in [DType::BF16, DType::F16] {
         let d = tmpdir(&format!("{dt}"));
-        save(&model, be.as_ref(), &d, dt).unwrap();
+        save(&model, be.as_ref(), &d, dt, Overwrite::Replace).unwrap();
         let half = load(&d, be.as_ref()).unwrap();
         let err = max_rel(&logits(&half, be.as_ref(), &batch), &want);
         assert!(err < 2e-2, "{dt}: relative error {err}");
@@ -374,7 +379,7 @@ fn checkpoint_mismatches_are_all_reported() {
     let be = common::backend(1);
     let model = GatoTransformer::init(be.as_ref(), &c, 3).unwrap();
     let dir = tmpdir("bad");
-    save(&model, be.as_ref(), &dir, DType::F32).unwrap();
+    save(&model, be.as_ref(), &dir, DType::F32, Overwrite::Replace).unwrap();
     // A config with a different FF size: every block's FF tensors mismatch, all listed.
     let mut other = c.clone();
     other.feedforward_hidden_size = 128;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gato_core::{Backend, DType, GatoConfig};
+use gato_transformer::atomic_dir::Overwrite;
 use gato_transformer::count_parameters;
 use gato_transformer::{checkpoint, GatoTransformer};
 
@@ -30,14 +31,36 @@ pub fn parse_dtype_flag(flag: &'static str, s: &str) -> Result<DType> {
     }
 }
 
-pub fn run(be: &Arc<dyn Backend>, config: &str, seed: u64, out: &Path, dtype: &str) -> Result<()> {
+pub fn run(
+    be: &Arc<dyn Backend>,
+    config: &str,
+    seed: u64,
+    out: &Path,
+    dtype: &str,
+    force: bool,
+) -> Result<()> {
     let dtype = parse_dtype(dtype)?;
     let config = GatoConfig::from_name_or_path(config)?;
+    // Refused before the model is built, not after.
+    if out.exists() && !force {
+        return Err(CliError::Argument {
+            flag: "out",
+            detail: format!(
+                "{} already exists; pass --force to overwrite it",
+                out.display()
+            ),
+        });
+    }
+    let overwrite = if force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Refuse
+    };
     let t = Instant::now();
     let model = GatoTransformer::init(be.as_ref(), &config, seed)?;
     let init_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    checkpoint::save(&model, be.as_ref(), out, dtype)?;
+    checkpoint::save(&model, be.as_ref(), out, dtype, overwrite)?;
     let n = count_parameters(&config)?.total;
     output::print(&format!(
         "initialised {} parameters ({}) with seed {seed} in {:.2} s; wrote {} ({dtype}) in {:.2} s\n",
