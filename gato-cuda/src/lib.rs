@@ -44,15 +44,11 @@ fn create(options: &BackendOptions) -> Result<Arc<dyn Backend>> {
     // cudarc panics rather than erring on some library faults; the probe above makes that unlikely, and a panic
     // that still happens becomes the same clear error.
     let ordinal = options.device;
-    match std::panic::catch_unwind(move || CudaBackend::new(ordinal)) {
+    match gato_core::panics::catch_quietly(move || CudaBackend::new(ordinal)) {
         Ok(Ok(be)) => Ok(Arc::new(be)),
         Ok(Err(e)) => Err(unavailable(e.to_string())),
-        Err(p) => Err(unavailable(format!(
-            "creating the CUDA context panicked: {}",
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
+        Err(msg) => Err(unavailable(format!(
+            "creating the CUDA context panicked: {msg}"
         ))),
     }
 }

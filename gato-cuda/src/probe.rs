@@ -1,7 +1,5 @@
 //! Finding a CUDA driver and device without letting cudarc panic.
 
-use std::panic;
-
 use cudarc::driver::sys::CUdevice_attribute;
 
 /// File names of the CUDA driver library, tried in order.
@@ -53,22 +51,9 @@ impl std::fmt::Display for DeviceInfo {
     }
 }
 
-/// Run a cudarc call, turning a panic (missing symbol or library) into an error.
-fn guarded<T>(
-    what: &str,
-    f: impl FnOnce() -> Result<T, String> + panic::UnwindSafe,
-) -> Result<T, String> {
-    match panic::catch_unwind(f) {
-        Ok(r) => r,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            Err(format!("{what} failed: {msg}"))
-        }
-    }
+/// Run a cudarc call, turning a panic (missing symbol or library) into a one-line error, printed by no panic hook.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    gato_core::panics::catch_quietly(f).unwrap_or_else(|msg| Err(format!("{what} failed: {msg}")))
 }
 
 /// Device `ordinal`, after checking that a driver library exists.

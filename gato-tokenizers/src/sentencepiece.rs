@@ -97,19 +97,13 @@ impl Tokenizer for SentencePieceTokenizer {
     }
 }
 
-/// Run a kitoken call, turning a panic inside it (seen on truncated model files) into an error: bad input must
-/// never panic across our API.
+/// Run a kitoken call, turning a panic inside it (seen on truncated model files) into a one-line error, printed
+/// by no panic hook: bad input must never panic across our API.
 fn guarded<T>(
     f: impl FnOnce() -> std::result::Result<T, String>,
 ) -> std::result::Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        Err(format!("the tokenizer library panicked: {msg}"))
-    })
+    gato_core::panics::catch_quietly(f)
+        .unwrap_or_else(|msg| Err(format!("the tokenizer library panicked: {msg}")))
 }
 
 fn create(options: &TokenizerOptions) -> Result<Box<dyn Tokenizer>> {
