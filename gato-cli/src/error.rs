@@ -28,6 +28,16 @@ pub enum CliError {
         /// What is wrong.
         detail: String,
     },
+    /// Some of several input files could not be read (the others were processed).
+    #[error("{failed} of {total} files could not be read: {detail}")]
+    Files {
+        /// Files that failed.
+        failed: usize,
+        /// Files given.
+        total: usize,
+        /// Each failure, naming its file.
+        detail: String,
+    },
     /// An unreadable or undecodable image file.
     #[error("cannot read image {path}: {reason}")]
     Image {

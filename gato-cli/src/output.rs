@@ -9,6 +9,26 @@ pub fn print(s: &str) {
     let _ = out.flush();
 }
 
+/// `Ok` when `path` can be created as a file: its directory exists and it is not itself a directory. Checked
+/// before a long computation whose result goes there; the error names the flag and the user's path.
+pub fn writable_file(flag: &'static str, path: &std::path::Path) -> crate::error::Result<()> {
+    let fail = |detail: String| crate::error::CliError::Argument { flag, detail };
+    if path.is_dir() {
+        return Err(fail(format!(
+            "{} is a directory, not a file",
+            path.display()
+        )));
+    }
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() && !d.is_dir() => Err(fail(format!(
+            "cannot write {}: the directory {} does not exist",
+            path.display(),
+            d.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Print an error line to stderr.
 pub fn error(msg: &str) {
     let _ = writeln!(std::io::stderr().lock(), "error: {msg}");

@@ -103,6 +103,11 @@ impl EpisodeFile {
             path: path.to_path_buf(),
             source,
         };
+        if path.is_dir() {
+            return Err(io(std::io::Error::other(
+                "is a directory; expected an episode file (.safetensors, docs/episode-format.md)",
+            )));
+        }
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; like every mmap reader we assume the file is not truncated underneath us
         // while it is open (documented in docs/episode-format.md).
@@ -149,6 +154,11 @@ impl EpisodeFile {
             .map_err(|e| format(format!("metadata `fields`: {e}")))?;
         let episodes: Vec<EpisodeMeta> = serde_json::from_str(get("episodes")?)
             .map_err(|e| format(format!("metadata `episodes`: {e}")))?;
+        if episodes.is_empty() {
+            return Err(format(
+                "metadata `episodes` lists no episode; a file holds one or more".to_string(),
+            ));
+        }
         let mut names = HashSet::new();
         for f in &fields {
             f.validate()

@@ -32,6 +32,27 @@ pub fn text_tokenizer(name_or_path: &str) -> Result<Box<dyn Tokenizer>> {
         };
         return Ok(gato_core::create_tokenizer(by_extension, &options)?);
     }
+    // Something that names a file (a directory part or a model file's extension) is reported as a file problem.
+    let looks_like_a_path = name_or_path.contains(std::path::MAIN_SEPARATOR)
+        || name_or_path.contains('/')
+        || matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("model" | "v1" | "v2" | "v3" | "spm" | "json")
+        );
+    if looks_like_a_path {
+        let detail = if path.is_dir() {
+            "is a directory; expected a tokenizer model file (e.g. a SentencePiece .model)"
+                .to_string()
+        } else if path.exists() {
+            "cannot be read as a file".to_string()
+        } else {
+            "file not found".to_string()
+        };
+        return Err(Error::Core(gato_core::Error::Tokenizer {
+            name: name_or_path.into(),
+            detail,
+        }));
+    }
     // Neither: report the registry's error, which lists every registered name.
     Err(gato_core::tokenizer_entry(name_or_path)
         .err()

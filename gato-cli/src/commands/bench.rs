@@ -265,7 +265,22 @@ pub fn run(
 ) -> Result<()> {
     let be = be.as_ref();
     let c = GatoConfig::from_name_or_path(config)?;
-    let tokens = tokens.clamp(STEP, c.token_sequence_length);
+    // At least one timestep (so the loss has targets), at most the model's context window.
+    super::check_range("tokens", tokens, STEP, c.token_sequence_length)?;
+    // The episode acted on, and the steps it has, checked before anything is measured.
+    let file = EpisodeFile::open(episode)?;
+    let builder = file.builder(&c, "bytes")?;
+    let mut steps = file.timesteps(0)?;
+    if act_steps == 0 || act_steps > steps.len() {
+        return Err(CliError::Argument {
+            flag: "act-steps",
+            detail: format!(
+                "{act_steps} is out of range: allowed 1 to {} (the timesteps of {}'s first episode)",
+                steps.len(),
+                episode.display()
+            ),
+        });
+    }
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     eprintln!("[1/7] measuring this machine: GEMM 1024x768 · 768x3072, FMA peak and read bandwidth ({threads} threads) ...");
@@ -297,7 +312,7 @@ pub fn run(
     eprintln!("[3/7] forward on {tokens} tokens ({weights} weights), {reps} timed runs ...");
     model.loss(be, &batch)?; // warm-up
     let mut best = f64::INFINITY;
-    for _ in 0..reps.max(1) {
+    for _ in 0..reps {
         let s = Instant::now();
         model.loss(be, &batch)?;
         be.synchronize()?;
@@ -305,19 +320,6 @@ pub fn run(
     }
     // Acting on a recorded episode, as `gato act` does: each configuration casts the decoder weights, lays them
     // out for the products' precision, then acts.
-    let file = EpisodeFile::open(episode)?;
-    let builder = file.builder(&c, "bytes")?;
-    let mut steps = file.timesteps(0)?;
-    if act_steps == 0 || act_steps > steps.len() {
-        return Err(CliError::Argument {
-            flag: "act-steps",
-            detail: format!(
-                "{act_steps} is out of range: allowed 1 to {} (the timesteps of {}'s first episode)",
-                steps.len(),
-                episode.display()
-            ),
-        });
-    }
     let half = c.token_sequence_length / 2;
     let mut acting = |dtype: DType,
                       precision: MatmulPrecision,

@@ -18,6 +18,9 @@ use crate::output;
 
 pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<()> {
     let be = be.as_ref();
+    if let Some(path) = &args.dump_logits {
+        output::writable_file("dump-logits", path)?;
+    }
     let t = Instant::now();
     let mut model = checkpoint::load(&args.checkpoint, be)?;
     model.cast_block_weights(be, weights)?;
@@ -45,7 +48,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
         Ok((out, t.elapsed().as_secs_f64()))
     };
     let ((loss, logits), mut fwd_s) = run()?;
-    for _ in 1..args.reps.max(1) {
+    for _ in 1..args.reps {
         fwd_s = fwd_s.min(run()?.1);
     }
     if let (Some(path), Some(logits)) = (&args.dump_logits, &logits) {
@@ -66,7 +69,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
         let vocab = logits.dims()[2];
         let dump_err = |e: safetensors::SafeTensorError| CliError::Argument {
             flag: "dump-logits",
-            detail: e.to_string(),
+            detail: format!("cannot write {}: {e}", path.display()),
         };
         let t = batch.seq_len;
         fn view(

@@ -21,17 +21,51 @@ pub use crate::error::Result;
 
 use crate::cli::{Cli, Command};
 
+/// `Err` naming `--flag`, the value and the allowed range unless `min ≤ value ≤ max`: no numeric argument is ever
+/// clamped silently.
+pub fn check_range(flag: &'static str, value: usize, min: usize, max: usize) -> Result<()> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    let allowed = if max == usize::MAX {
+        format!("at least {min}")
+    } else {
+        format!("{min} to {max}")
+    };
+    Err(crate::error::CliError::Argument {
+        flag,
+        detail: format!("{value} is out of range: allowed {allowed}"),
+    })
+}
+
 /// Validate the global options, then run the subcommand.
 pub fn dispatch(cli: &Cli) -> Result<()> {
     // An unknown backend name is rejected whatever the subcommand, with the list of valid names.
     gato_core::backend_entry(&cli.backend)?;
     let weights = init::parse_dtype_flag("weights", &cli.weights)?;
     let precision: MatmulPrecision = cli.matmul_precision.parse()?;
+    // Numeric arguments whose bounds do not depend on a model or a file.
+    match &cli.command {
+        Command::Bench {
+            reps, act_steps, ..
+        } => {
+            check_range("reps", *reps, 1, usize::MAX)?;
+            check_range("act-steps", *act_steps, 1, usize::MAX)?;
+        }
+        Command::Forward(args) => check_range("reps", args.reps, 1, usize::MAX)?,
+        Command::Act(args) => {
+            if let Some(n) = args.max_steps {
+                check_range("max-steps", n, 1, usize::MAX)?;
+            }
+        }
+        Command::Demo { steps, .. } => check_range("steps", *steps, 1, usize::MAX)?,
+        _ => {}
+    }
     match &cli.command {
         Command::Backends { format } => Ok(backends::run(format.json)?),
         Command::Info { config, format } => Ok(info::run(config, format.json)?),
         Command::Check { size, format } => Ok(check::run(&backend(cli)?, *size, format.json)?),
-        Command::Config { config, out } => Ok(config::run(config, out.as_deref())?),
+        Command::Config { config, out } => config::run(config, out.as_deref()),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Bench {
             config,
@@ -56,7 +90,8 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             seed,
             out,
             dtype,
-        } => init::run(&backend(cli)?, config, *seed, out, dtype),
+            force,
+        } => init::run(&backend(cli)?, config, *seed, out, dtype, *force),
         Command::Forward(args) => forward::run(&backend(cli)?, args, weights),
         Command::Act(args) => act::run(&backend(cli)?, args, weights, precision),
         Command::Demo {

@@ -29,6 +29,28 @@ fn parse_list<T: std::str::FromStr>(flag: &'static str, s: &str) -> Result<Vec<T
         .collect()
 }
 
+/// Parse comma-separated continuous values as f64 and narrow them to f32: a finite value beyond the f32 range
+/// (`1e308`) is an error naming it, not an infinity the tokenizer then reports as `inf`. NaN and ±Inf typed as such
+/// pass through, for the tokenizer to reject with the field and index.
+fn parse_f32_list(flag: &'static str, s: &str) -> Result<Vec<f32>> {
+    let wide: Vec<f64> = parse_list(flag, s)?;
+    wide.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v.is_finite() && v.abs() > f32::MAX as f64 {
+                return Err(CliError::Argument {
+                    flag,
+                    detail: format!(
+                        "{v:e} at index {i} is outside the f32 range (magnitude at most {:e})",
+                        f32::MAX
+                    ),
+                });
+            }
+            Ok(v as f32)
+        })
+        .collect()
+}
+
 /// Decode a PNG/JPEG into HWC u8 with 1, 3 or 4 channels.
 pub fn read_image(path: &Path) -> Result<Image> {
     let err = |reason: String| CliError::Image {
@@ -55,10 +77,22 @@ pub fn read_image(path: &Path) -> Result<Image> {
     })
 }
 
+/// Tokenizing involves no model: the config's `image_channels` (the patch embedding's input) follows the images
+/// given, so a grayscale or RGBA image tokenizes under any preset.
+fn channels_of_images(config: &mut GatoConfig, spec: &EnvSpec) {
+    if let Some(c) = spec.observations.iter().find_map(|f| match f.kind {
+        FieldKind::Image { channels } => Some(channels),
+        _ => None,
+    }) {
+        config.image_channels = c;
+    }
+}
+
 pub fn run(args: &TokenizeArgs) -> Result<()> {
-    let config = GatoConfig::from_name_or_path(&args.config)?;
+    let mut config = GatoConfig::from_name_or_path(&args.config)?;
     if let Some(path) = &args.episode {
         let file = gato_data::EpisodeFile::open(path)?;
+        channels_of_images(&mut config, &file.env_spec(&args.text_tokenizer));
         let builder = file.builder(&config, &args.text_tokenizer)?;
         let seq = file.tokenize(args.episode_index, &builder)?;
         print_sequence(&seq, args.format.json);
@@ -66,7 +100,27 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
     }
     let mut spec = EnvSpec::default();
     let mut obs = BTreeMap::new();
-    if let Some(text) = &args.text {
+    let text = match (&args.text, &args.text_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(path)) => {
+            Some(
+                std::fs::read_to_string(path).map_err(|e| CliError::Argument {
+                    flag: "text-file",
+                    detail: format!(
+                        "cannot read {}: {}",
+                        path.display(),
+                        if path.is_dir() {
+                            "is a directory".to_string()
+                        } else {
+                            e.to_string()
+                        }
+                    ),
+                })?,
+            )
+        }
+        (None, None) => None,
+    };
+    if let Some(text) = text {
         spec.observations.push(FieldSpec {
             key: "text".into(),
             kind: FieldKind::Text {
@@ -74,7 +128,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
             },
             shape: vec![],
         });
-        obs.insert("text".to_string(), FieldValue::Text(text.clone()));
+        obs.insert("text".to_string(), FieldValue::Text(text));
     }
     if let Some(path) = &args.image {
         let img = read_image(path)?;
@@ -99,7 +153,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         obs.insert("discrete".to_string(), FieldValue::Discrete(v));
     }
     if let Some(list) = &args.continuous {
-        let v: Vec<f32> = parse_list("continuous", list)?;
+        let v = parse_f32_list("continuous", list)?;
         spec.observations.push(FieldSpec {
             key: "continuous".into(),
             kind: FieldKind::Continuous {
@@ -113,7 +167,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
     if obs.is_empty() {
         return Err(CliError::Argument {
             flag: "continuous|discrete|text|image",
-            detail: "nothing to tokenize: give at least one of --continuous, --discrete, --text, --image".into(),
+            detail: "nothing to tokenize: give at least one of --continuous, --discrete, --text, --text-file, --image".into(),
         });
     }
     let padding = if args.pad {
@@ -121,6 +175,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
     } else {
         Padding::Reject
     };
+    channels_of_images(&mut config, &spec);
     let builder = SequenceBuilder::new(&config, &spec)?.with_image_padding(padding);
     let mut seq = TokenSequence::default();
     builder.push_observation(

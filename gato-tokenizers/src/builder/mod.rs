@@ -94,6 +94,13 @@ impl SequenceBuilder {
                     text = Some(t);
                 }
                 FieldKind::Image { channels } if !is_action => {
+                    if *channels != config.image_channels {
+                        return Err(spec_err(format!(
+                            "field `{}` has {channels}-channel images, the model expects {} \
+                             (config field image_channels)",
+                            f.key, config.image_channels
+                        )));
+                    }
                     if *patch_channels.get_or_insert(*channels) != *channels {
                         return Err(spec_err(format!(
                             "field `{}`: {channels} channels, other image fields have {}",
