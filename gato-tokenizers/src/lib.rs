@@ -13,6 +13,7 @@
 //!   of `L` tokens aligned to timesteps, prompt conditioning and action decoding.
 
 #![warn(missing_docs)]
+#![doc = include_str!("../README.md")]
 
 mod builder;
 mod bytes;
@@ -37,3 +38,7 @@ pub use sentencepiece::{SentencePieceTokenizer, SENTENCEPIECE_TOKENIZER_NAME};
 pub use sequence::{to_batch, Token, TokenSequence, Window};
 pub use spec::{EnvSpec, FieldKind, FieldSpec, FieldValue, Image, ImagePixels, Timestep};
 pub use text::text_tokenizer;
+
+/// The config and token layout this crate tokenizes for, re-exported so `gato-tokenizers` is enough to build a
+/// sequence.
+pub use gato_core::{GatoConfig, TokenLayout, Tokenizer};
