@@ -104,3 +104,48 @@ fn kill_9_during_init_force_leaves_old_or_new_and_no_temporary() {
     assert!(o.status.success(), "{}", text(&o).1);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// SIGTERM (and SIGINT) while a checkpoint is written: the handler removes the temporary directory and the
+/// process exits with status 130; the old checkpoint stays.
+#[cfg(unix)]
+#[test]
+fn sigterm_during_init_removes_the_temporary() {
+    let dir = scratch("sigterm");
+    let ck = dir.join("ckpt");
+    init("tiny", "1", &ck, false);
+    let old = read(&ck);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gato"))
+        .args([
+            "init", "--config", "small", "--seed", "2", "--force", "--out",
+        ])
+        .arg(&ck)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the temporary directory exists: the write is under way.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while temporaries(&dir).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!temporaries(&dir).is_empty(), "the write never started");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    let now = read(&ck);
+    // Either the handler ran (130, old checkpoint) or the write had just finished (0, new checkpoint).
+    match code {
+        Some(130) => assert!(now == old, "interrupted, but the checkpoint changed"),
+        Some(0) => assert!(now != old),
+        other => panic!("exit status {other:?}"),
+    }
+    assert!(
+        temporaries(&dir).is_empty(),
+        "left behind: {:?}",
+        temporaries(&dir)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
