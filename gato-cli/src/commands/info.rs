@@ -62,7 +62,7 @@ pub fn run(name: &str, as_json: bool) -> Result<()> {
     match paper {
         Some((label, n)) => {
             s += &format!(
-                "  paper (Table 6): {label}; this count is {:+.1}% ({}) — see README, \"Parameter counts\"\n",
+                "  paper (Table 6): {label}; this count is {:+.1}% ({}) — see docs/usage.md, \"Parameter counts\"\n",
                 (params.total as f64 / n as f64 - 1.0) * 100.0,
                 human(params.total)
             )
