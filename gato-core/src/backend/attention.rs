@@ -1,6 +1,6 @@
 //! Softmax and causal scaled dot-product attention (paper §2.2, App. C.1).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Options of scaled dot-product attention.
@@ -30,4 +30,22 @@ pub trait AttentionOps {
     /// `[B, H, Tq, Dv]`; masking per [`AttentionSpec`].
     fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec)
         -> Result<Tensor>;
+
+    // ---- backward (training, design.md §8); defaults: not implemented by this backend ----
+
+    /// Fused softmax cross-entropy of `logits: [N, V]` against `targets: [N]` (U32; [`crate::ops::PAD_ID`]: no
+    /// target on that row), scaled by `scale` (1 / the number of targets for a mean): returns the loss `[1]`,
+    /// reduced on the device, and `dlogits = scale · (softmax − one_hot)`, zero on rows without a target.
+    fn cross_entropy(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        scale: f32,
+    ) -> Result<(Tensor, Tensor)> {
+        let _ = (logits, targets, scale);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "cross_entropy",
+        })
+    }
 }

@@ -1,6 +1,6 @@
 //! Elementwise maps: activations (GELU, App. C.1), residual adds, scaling, GEGLU.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Elementwise functions of one tensor.
@@ -46,4 +46,34 @@ pub trait ElementwiseOps {
 
     /// GEGLU: `x: [..., 2F]` → `gelu(x[..., :F]) · x[..., F:]` of shape `[..., F]` (App. C.1).
     fn geglu(&self, x: &Tensor) -> Result<Tensor>;
+
+    // ---- backward (training, design.md §8); defaults: not implemented by this backend ----
+
+    /// The backward of [`ElementwiseOps::unary`]: `dx = dy · f'(x)`, `dy` shaped like `x`.
+    fn unary_backward(&self, op: UnaryOp, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let _ = (op, x, dy);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "unary_backward",
+        })
+    }
+
+    /// The backward of [`ElementwiseOps::geglu`]: `dy: [..., F]` → `dx: [..., 2F]`.
+    fn geglu_backward(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let _ = (x, dy);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "geglu_backward",
+        })
+    }
+
+    /// Sum over every leading dim, `[..., D] → [D]`: the gradient of a bias broadcast over rows (a reduction, kept
+    /// here beside the broadcast add whose backward it is).
+    fn sum_rows(&self, x: &Tensor) -> Result<Tensor> {
+        let _ = x;
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "sum_rows",
+        })
+    }
 }

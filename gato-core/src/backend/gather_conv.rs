@@ -1,7 +1,7 @@
 //! Gathers and convolutions: the shared embedding table's lookup (paper §2.2) and the ResNet patch embedding's
 //! convolutions (App. C.2).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Options of a 2-D convolution (NCHW, weights `[O, C, kh, kw]`).
@@ -38,4 +38,17 @@ pub trait GatherConvOps {
         bias: Option<&Tensor>,
         spec: &Conv2dSpec,
     ) -> Result<Tensor>;
+
+    // ---- backward (training, design.md §8); defaults: not implemented by this backend ----
+
+    /// The backward of [`GatherConvOps::embedding`]: a `[vocab, D]` table gradient, each row of `dy`
+    /// (`[..ids, D]`) added into its id's row (repeated ids accumulate; [`crate::ops::PAD_ID`] adds nothing). The
+    /// shared table also feeds the tied output head, whose gradient the caller adds to this one.
+    fn embedding_backward(&self, ids: &Tensor, dy: &Tensor, vocab: usize) -> Result<Tensor> {
+        let _ = (ids, dy, vocab);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "embedding_backward",
+        })
+    }
 }

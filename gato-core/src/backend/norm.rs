@@ -1,6 +1,6 @@
 //! Normalisation: the decoder's pre-LayerNorm (App. C.1) and the patch embedding's GroupNorm (App. C.2).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Normalisation ops (a family of [`super::Backend`]). Statistics are summed pairwise or in blocks
@@ -19,4 +19,38 @@ pub trait NormOps {
         beta: &Tensor,
         eps: f32,
     ) -> Result<Tensor>;
+
+    // ---- backward (training, design.md §8); defaults: not implemented by this backend ----
+
+    /// [`NormOps::layer_norm`] that also returns what its backward needs: `(y, mean, rstd)`, the last two `[rows]`
+    /// (one per row of the last dim; `rstd = 1/√(var + eps)`).
+    fn layer_norm_train(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let _ = (x, gamma, beta, eps);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "layer_norm_train",
+        })
+    }
+
+    /// The backward of LayerNorm from the saved statistics: `(dx, dgamma, dbeta)`.
+    fn layer_norm_backward(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        gamma: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let _ = (dy, x, gamma, mean, rstd);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "layer_norm_backward",
+        })
+    }
 }

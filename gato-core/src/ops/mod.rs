@@ -4,6 +4,9 @@
 //! calls these before touching memory, so the CPU and CUDA backends accept and reject exactly the same inputs, with
 //! the same messages, and kernels never index out of bounds.
 
+mod backward;
+pub use backward::*;
+
 use crate::backend::{AttentionSpec, Conv2dSpec, MatmulSpec};
 use crate::error::{Error, Result};
 use crate::shape::Shape;

@@ -4,6 +4,8 @@
 
 use crate::backend::{AttentionSpec, BinaryOp, Conv2dSpec, MatmulSpec, UnaryOp};
 
+pub mod backward;
+
 /// Row-major strides of a shape.
 pub fn strides(dims: &[usize]) -> Vec<usize> {
     let mut s = vec![1; dims.len()];
