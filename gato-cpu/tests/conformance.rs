@@ -16,6 +16,10 @@ mod conformance {
     gato_core::backend_conformance_tests!(super::make);
 }
 
+mod backward_conformance {
+    gato_core::backend_backward_conformance_tests!(super::make);
+}
+
 fn make_single_thread() -> Availability {
     Availability::Available(Arc::new(
         CpuBackend::new(Some(1)).expect("CPU backend must always be available"),

@@ -46,6 +46,18 @@ pub fn run_check(
     }
 }
 
+/// Expand to one `#[test]` per check of the training ops' backward passes (design.md §8), each against the
+/// backend `$make()` returns. Separate from [`crate::backend_conformance_tests!`] so a backend adds it once it implements
+/// them (the CUDA backend's are the GPU-training issue's).
+#[macro_export]
+macro_rules! backend_backward_conformance_tests {
+    ($make:path) => {
+        $crate::backend_conformance_tests!(@each $make;
+            unary_backward, geglu_backward_and_sum_rows, layer_norm_backward, embedding_backward, cross_entropy,
+            backward_errors);
+    };
+}
+
 /// Expand to one `#[test]` per conformance check, each running against the backend `$make()` returns.
 #[macro_export]
 macro_rules! backend_conformance_tests {

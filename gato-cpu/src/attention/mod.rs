@@ -48,4 +48,25 @@ impl AttentionOps for CpuBackend {
             kernels::attention(qv, kv, vv, &d, spec, out)
         })
     }
+
+    fn cross_entropy(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        scale: f32,
+    ) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "cross_entropy";
+        let (_, v) = ops::cross_entropy_dims(logits.shape(), targets.shape())?;
+        let (lv, tv) = (
+            self.f32s(OP, "logits", logits)?,
+            self.u32s(OP, "targets", targets)?,
+        );
+        ops::check_targets(tv, v)?;
+        let mut loss = 0f64;
+        let dlogits = self.compute_f32(OP, logits.shape().clone(), |out| {
+            loss = softmax::cross_entropy(lv, v, tv, scale, out)
+        })?;
+        let loss = self.compute_f32(OP, Shape::new([1]), |out| out[0] = loss as f32)?;
+        Ok((loss, dlogits))
+    }
 }

@@ -3,6 +3,7 @@
 use gato_core::backend::MatmulSpec;
 use gato_core::ops::{Conv2dDims, MatmulDims};
 use gato_core::shape::Shape;
+use rayon::prelude::*;
 
 /// Unfold one image `[C, H, W]` into columns `[C·kh·kw, OH·OW]` (zero padding).
 fn im2col(x: &[f32], d: &Conv2dDims) -> Vec<f32> {
@@ -72,4 +73,31 @@ pub(crate) fn conv2d(
             }
         }
     }
+}
+
+/// The embedding gather's backward: each row of `dy` (`[n, d]`) added into row `ids[i]` of `out` (`[V, d]`, zeroed);
+/// [`gato_core::ops::PAD_ID`] rows skipped. Columns in parallel blocks, so repeated ids never race.
+pub(crate) fn scatter_add_rows(ids: &[u32], dy: &[f32], d: usize, out: &mut [f32]) {
+    const COLS: usize = 64;
+    if d == 0 {
+        return;
+    }
+    let blocks = d.div_ceil(COLS);
+    let out_ptr = crate::matmul::small_m::SendPtr(out.as_mut_ptr());
+    (0..blocks).into_par_iter().for_each(|b| {
+        let (c0, c1) = (b * COLS, (b * COLS + COLS).min(d));
+        for (i, &id) in ids.iter().enumerate() {
+            if id == gato_core::ops::PAD_ID {
+                continue;
+            }
+            let src = &dy[i * d + c0..i * d + c1];
+            // SAFETY: block `b` writes columns [c0, c1) only, and no other block does; `id` < V was checked.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(out_ptr.get().add(id as usize * d + c0), c1 - c0)
+            };
+            for (o, &g) in dst.iter_mut().zip(src) {
+                *o += g;
+            }
+        }
+    });
 }

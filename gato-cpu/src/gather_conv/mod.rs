@@ -45,4 +45,14 @@ impl GatherConvOps for CpuBackend {
             conv::conv2d(xv, wv, bv, &d, self.threads, out)
         })
     }
+
+    fn embedding_backward(&self, ids: &Tensor, dy: &Tensor, vocab: usize) -> Result<Tensor> {
+        const OP: &str = "embedding_backward";
+        let d = ops::embedding_backward_dims(ids.shape(), dy.shape(), vocab)?;
+        let (idv, gv) = (self.u32s(OP, "ids", ids)?, self.f32s(OP, "dy", dy)?);
+        ops::check_ids(idv, vocab)?;
+        self.compute_f32(OP, Shape::new([vocab, d]), |out| {
+            conv::scatter_add_rows(idv, gv, d, out)
+        })
+    }
 }

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use gato_core::ops::GroupNormDims;
 
 /// Mean and biased variance of a slice, two-pass for accuracy (a row of LayerNorm: the model's width).
-fn mean_var(x: &[f32]) -> (f32, f32) {
+pub(crate) fn mean_var(x: &[f32]) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
     let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;

@@ -2,6 +2,7 @@
 //! contract). Each check returns `Err(message)` on the first mismatch, with the case that failed.
 
 mod attention;
+mod backward;
 mod elementwise;
 mod errors;
 mod gather_conv;
@@ -11,6 +12,7 @@ mod memory;
 mod norm;
 
 pub use attention::*;
+pub use backward::*;
 pub use elementwise::*;
 pub use errors::*;
 pub use gather_conv::*;

@@ -1,0 +1,194 @@
+//! The backward ops of training (design.md §8) against the f64 gradients of [`crate::reference::backward`] (which
+//! are themselves checked against finite differences): one check per op, named for its family, plus their error
+//! contract.
+
+#[allow(unused_imports)]
+use super::*;
+use crate::reference::backward as rb;
+
+fn up_u32(b: &dyn Backend, ids: &[u32], dims: &[usize]) -> Result<Tensor, TestCaseError> {
+    ok("upload", b.upload(HostSlice::U32(ids), &Shape::from(dims)))
+}
+
+/// Elementwise: `unary_backward` for every unary op.
+pub fn unary_backward(b: &dyn Backend) -> Result<(), String> {
+    let ops = prop_oneof![
+        Just(UnaryOp::Gelu),
+        Just(UnaryOp::Relu),
+        Just(UnaryOp::Exp),
+        Just(UnaryOp::Tanh),
+        Just(UnaryOp::Neg)
+    ];
+    run((ops, dims_strategy(), any::<u64>()), |(op, dims, seed)| {
+        let mut rng = Rng::new(seed);
+        let n = dims.iter().product();
+        let (x, dy) = (rng.vec(n, -4.0, 4.0), rng.vec(n, -1.0, 1.0));
+        let got = ok(
+            "unary_backward",
+            b.unary_backward(op, &up(b, &x, &dims)?, &up(b, &dy, &dims)?),
+        )?;
+        let want = rb::unary_backward(op, &wide(&x), &wide(&dy));
+        close(b, &format!("{op:?} backward"), &got, &want, &dims, TOL)
+    })
+}
+
+/// Elementwise: GEGLU's backward, and the row sum that is a bias's gradient.
+pub fn geglu_backward_and_sum_rows(b: &dyn Backend) -> Result<(), String> {
+    run((1usize..20, 1usize..40, any::<u64>()), |(rows, f, seed)| {
+        let mut rng = Rng::new(seed);
+        let (x, dy) = (
+            rng.vec(rows * 2 * f, -3.0, 3.0),
+            rng.vec(rows * f, -1.0, 1.0),
+        );
+        let got = ok(
+            "geglu_backward",
+            b.geglu_backward(&up(b, &x, &[rows, 2 * f])?, &up(b, &dy, &[rows, f])?),
+        )?;
+        let want = rb::geglu_backward(&wide(&x), f, &wide(&dy));
+        close(b, "geglu_backward", &got, &want, &[rows, 2 * f], TOL)?;
+        let got = ok("sum_rows", b.sum_rows(&up(b, &dy, &[rows, f])?))?;
+        close(b, "sum_rows", &got, &rb::sum_rows(&wide(&dy), f), &[f], TOL)
+    })
+}
+
+/// Norm: `layer_norm_train` (the same `y` as `layer_norm`, and its statistics) and `layer_norm_backward`.
+pub fn layer_norm_backward(b: &dyn Backend) -> Result<(), String> {
+    run(
+        (1usize..20, 1usize..200, any::<u64>()),
+        |(rows, d, seed)| {
+            let mut rng = Rng::new(seed);
+            let shift = rng.uniform(-3.0, 3.0);
+            let x = rng.vec(rows * d, shift - 2.0, shift + 2.0);
+            let (g, be) = (rng.vec(d, 0.5, 1.5), rng.vec(d, -1.0, 1.0));
+            let dy = rng.vec(rows * d, -1.0, 1.0);
+            let (xt, gt, bt) = (up(b, &x, &[rows, d])?, up(b, &g, &[d])?, up(b, &be, &[d])?);
+            let (y, mean, rstd) = ok("layer_norm_train", b.layer_norm_train(&xt, &gt, &bt, 1e-5))?;
+            let plain = ok("layer_norm", b.layer_norm(&xt, &gt, &bt, 1e-5))?;
+            prop_assert_eq!(
+                down(b, &y)?,
+                down(b, &plain)?,
+                "layer_norm_train's y differs from layer_norm's"
+            );
+            let (wm, wr) = rb::layer_norm_stats(&wide(&x), d, 1e-5);
+            close(b, "mean", &mean, &wm, &[rows], TOL)?;
+            close(b, "rstd", &rstd, &wr, &[rows], 1e-4)?;
+            let (dx, dg, db) = ok(
+                "layer_norm_backward",
+                b.layer_norm_backward(&up(b, &dy, &[rows, d])?, &xt, &gt, &mean, &rstd),
+            )?;
+            let (wdx, wdg, wdb) =
+                rb::layer_norm_backward(&wide(&x), d, &wide(&g), &wm, &wr, &wide(&dy));
+            close(b, "dx", &dx, &wdx, &[rows, d], 1e-4)?;
+            close(b, "dgamma", &dg, &wdg, &[d], 1e-4)?;
+            close(b, "dbeta", &db, &wdb, &[d], TOL)
+        },
+    )
+}
+
+/// Gather: `embedding_backward` accumulates repeated ids and skips `PAD_ID`.
+pub fn embedding_backward(b: &dyn Backend) -> Result<(), String> {
+    run(
+        (1usize..30, 1usize..100, dims_strategy(), any::<u64>()),
+        |(v, d, id_dims, seed)| {
+            let mut rng = Rng::new(seed);
+            let n: usize = id_dims.iter().product();
+            // Few distinct ids, so rows repeat; one in eight positions is padding.
+            let ids: Vec<u32> = (0..n)
+                .map(|_| {
+                    if rng.below(8) == 0 {
+                        crate::ops::PAD_ID
+                    } else {
+                        rng.below(v.min(4)) as u32
+                    }
+                })
+                .collect();
+            let dy = rng.vec(n * d, -1.0, 1.0);
+            let mut dy_dims = id_dims.clone();
+            dy_dims.push(d);
+            let got = ok(
+                "embedding_backward",
+                b.embedding_backward(&up_u32(b, &ids, &id_dims)?, &up(b, &dy, &dy_dims)?, v),
+            )?;
+            let want = rb::embedding_backward(&ids, &wide(&dy), v, d);
+            close(b, "embedding_backward", &got, &want, &[v, d], TOL)
+        },
+    )
+}
+
+/// Attention family: the fused softmax cross-entropy's loss (reduced on the backend) and logits gradient.
+pub fn cross_entropy(b: &dyn Backend) -> Result<(), String> {
+    run(
+        (1usize..12, 1usize..300, 0.1f32..2.0, any::<u64>()),
+        |(n, v, scale, seed)| {
+            let mut rng = Rng::new(seed);
+            let logits = rng.vec(n * v, -8.0, 8.0);
+            let targets: Vec<u32> = (0..n)
+                .map(|_| {
+                    if rng.below(5) == 0 {
+                        crate::ops::PAD_ID
+                    } else {
+                        rng.below(v) as u32
+                    }
+                })
+                .collect();
+            let (loss, dl) = ok(
+                "cross_entropy",
+                b.cross_entropy(
+                    &up(b, &logits, &[n, v])?,
+                    &up_u32(b, &targets, &[n])?,
+                    scale,
+                ),
+            )?;
+            let (wl, wd) = rb::cross_entropy(&wide(&logits), v, &targets, scale as f64);
+            close(b, "loss", &loss, &[wl], &[1], TOL)?;
+            close(b, "dlogits", &dl, &wd, &[n, v], TOL)
+        },
+    )
+}
+
+/// Backward ops reject mismatched shapes, out-of-range ids and targets, with errors (never a panic or data).
+pub fn backward_errors(b: &dyn Backend) -> Result<(), String> {
+    let t = |d: &[usize]| {
+        let n = d.iter().product();
+        b.upload(HostSlice::F32(&vec![0.5; n]), &Shape::from(d))
+            .map_err(|e| e.to_string())
+    };
+    let ids = |v: &[u32]| {
+        b.upload(HostSlice::U32(v), &Shape::from([v.len()]))
+            .map_err(|e| e.to_string())
+    };
+    let expect_err = |what: &str, r: crate::error::Result<()>| match r {
+        Err(_) => Ok(()),
+        Ok(()) => Err(format!("{what}: accepted bad input")),
+    };
+    expect_err(
+        "unary_backward with dy of another shape",
+        b.unary_backward(UnaryOp::Gelu, &t(&[2, 3])?, &t(&[3, 2])?)
+            .map(|_| ()),
+    )?;
+    expect_err(
+        "geglu_backward with dy not [.., F]",
+        b.geglu_backward(&t(&[2, 4])?, &t(&[2, 4])?).map(|_| ()),
+    )?;
+    expect_err(
+        "layer_norm_backward with mean of the wrong length",
+        b.layer_norm_backward(&t(&[2, 3])?, &t(&[2, 3])?, &t(&[3])?, &t(&[3])?, &t(&[2])?)
+            .map(|_| ()),
+    )?;
+    expect_err(
+        "embedding_backward with an id past the vocabulary",
+        b.embedding_backward(&ids(&[0, 7])?, &t(&[2, 3])?, 5)
+            .map(|_| ()),
+    )?;
+    expect_err(
+        "cross_entropy with a target past the vocabulary",
+        b.cross_entropy(&t(&[2, 4])?, &ids(&[1, 4])?, 1.0)
+            .map(|_| ()),
+    )?;
+    expect_err(
+        "cross_entropy with one target for two rows",
+        b.cross_entropy(&t(&[2, 4])?, &ids(&[1])?, 1.0).map(|_| ()),
+    )?;
+    // An asynchronous backend may report a bad id at the next synchronisation; that must be an error too.
+    Ok(())
+}
