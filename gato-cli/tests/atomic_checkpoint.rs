@@ -33,6 +33,19 @@ fn init(config: &str, seed: &str, out: &Path, force: bool) {
     assert!(o.status.success(), "{}", text(&o).1);
 }
 
+/// `gato init --config small --seed 2 --force --out ck`, started in the background.
+fn overwrite_with_small(ck: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_gato"))
+        .args([
+            "init", "--config", "small", "--seed", "2", "--force", "--out",
+        ])
+        .arg(ck)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn kill_9_during_init_force_leaves_old_or_new_and_no_temporary() {
     let dir = scratch("kill9");
@@ -52,15 +65,7 @@ fn kill_9_during_init_force_leaves_old_or_new_and_no_temporary() {
     for k in 0..kills {
         // Kill moments spread over the whole run — building the model, writing, swapping — and past its end.
         let delay = full.mul_f64(2.0 * (k as f64 + 0.5) / kills as f64);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gato"))
-            .args([
-                "init", "--config", "small", "--seed", "2", "--force", "--out",
-            ])
-            .arg(&ck)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = overwrite_with_small(&ck);
         std::thread::sleep(delay);
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -114,15 +119,7 @@ fn sigterm_during_init_removes_the_temporary() {
     let ck = dir.join("ckpt");
     init("tiny", "1", &ck, false);
     let old = read(&ck);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gato"))
-        .args([
-            "init", "--config", "small", "--seed", "2", "--force", "--out",
-        ])
-        .arg(&ck)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = overwrite_with_small(&ck);
     // Wait until the temporary directory exists: the write is under way.
     let deadline = Instant::now() + Duration::from_secs(60);
     while temporaries(&dir).is_empty() && Instant::now() < deadline {

@@ -102,17 +102,5 @@ pub fn cross_entropy_dims(logits: &Shape, targets: &Shape) -> Result<(usize, usi
 
 /// Every target below `v` or [`super::PAD_ID`]; the first bad one is named.
 pub fn check_targets(targets: &[u32], v: usize) -> Result<()> {
-    if let Some((i, &t)) = targets
-        .iter()
-        .enumerate()
-        .find(|(_, &t)| t != super::PAD_ID && t as usize >= v)
-    {
-        return Err(Error::OutOfRange {
-            op: "cross_entropy",
-            what: format!("targets[{i}]"),
-            value: t.to_string(),
-            allowed: format!("[0, {v}) or PAD_ID (u32::MAX)"),
-        });
-    }
-    Ok(())
+    super::check_below("cross_entropy", "targets", targets, v)
 }

@@ -289,14 +289,19 @@ pub fn embedding_dims(table: &Shape, ids: &Shape) -> Result<(usize, usize, Shape
 /// Check every id is below the vocabulary size `v`; the first bad one is named.
 /// Ids equal to [`PAD_ID`] are allowed and gather a zero row.
 pub fn check_ids(ids: &[u32], v: usize) -> Result<()> {
-    if let Some((i, &id)) = ids
+    check_below("embedding", "ids", ids, v)
+}
+
+/// Every value of `values` (named `what` in errors of `op`) below `v` or [`PAD_ID`]; the first bad one is named.
+fn check_below(op: &'static str, what: &str, values: &[u32], v: usize) -> Result<()> {
+    if let Some((i, &id)) = values
         .iter()
         .enumerate()
         .find(|(_, &id)| id != PAD_ID && id as usize >= v)
     {
         return Err(Error::OutOfRange {
-            op: "embedding",
-            what: format!("ids[{i}]"),
+            op,
+            what: format!("{what}[{i}]"),
             value: id.to_string(),
             allowed: format!("[0, {v}) or PAD_ID (u32::MAX)"),
         });

@@ -12,24 +12,20 @@ fn up_u32(b: &dyn Backend, ids: &[u32], dims: &[usize]) -> Result<Tensor, TestCa
 
 /// Elementwise: `unary_backward` for every unary op.
 pub fn unary_backward(b: &dyn Backend) -> Result<(), String> {
-    let ops = prop_oneof![
-        Just(UnaryOp::Gelu),
-        Just(UnaryOp::Relu),
-        Just(UnaryOp::Exp),
-        Just(UnaryOp::Tanh),
-        Just(UnaryOp::Neg)
-    ];
-    run((ops, dims_strategy(), any::<u64>()), |(op, dims, seed)| {
-        let mut rng = Rng::new(seed);
-        let n = dims.iter().product();
-        let (x, dy) = (rng.vec(n, -4.0, 4.0), rng.vec(n, -1.0, 1.0));
-        let got = ok(
-            "unary_backward",
-            b.unary_backward(op, &up(b, &x, &dims)?, &up(b, &dy, &dims)?),
-        )?;
-        let want = rb::unary_backward(op, &wide(&x), &wide(&dy));
-        close(b, &format!("{op:?} backward"), &got, &want, &dims, TOL)
-    })
+    run(
+        (unary_ops(), dims_strategy(), any::<u64>()),
+        |(op, dims, seed)| {
+            let mut rng = Rng::new(seed);
+            let n = dims.iter().product();
+            let (x, dy) = (rng.vec(n, -4.0, 4.0), rng.vec(n, -1.0, 1.0));
+            let got = ok(
+                "unary_backward",
+                b.unary_backward(op, &up(b, &x, &dims)?, &up(b, &dy, &dims)?),
+            )?;
+            let want = rb::unary_backward(op, &wide(&x), &wide(&dy));
+            close(b, &format!("{op:?} backward"), &got, &want, &dims, TOL)
+        },
+    )
 }
 
 /// Elementwise: GEGLU's backward, and the row sum that is a bias's gradient.

@@ -5,25 +5,21 @@ use super::*;
 
 /// Every unary op.
 pub fn unary(b: &dyn Backend) -> Result<(), String> {
-    let ops = prop_oneof![
-        Just(UnaryOp::Gelu),
-        Just(UnaryOp::Relu),
-        Just(UnaryOp::Exp),
-        Just(UnaryOp::Tanh),
-        Just(UnaryOp::Neg)
-    ];
-    run((ops, dims_strategy(), any::<u64>()), |(op, dims, seed)| {
-        let x = Rng::new(seed).vec(dims.iter().product(), -6.0, 6.0);
-        let got = ok("unary", b.unary(op, &up(b, &x, &dims)?))?;
-        close(
-            b,
-            &format!("{op:?}"),
-            &got,
-            &r::unary(op, &wide(&x)),
-            &dims,
-            TOL,
-        )
-    })
+    run(
+        (unary_ops(), dims_strategy(), any::<u64>()),
+        |(op, dims, seed)| {
+            let x = Rng::new(seed).vec(dims.iter().product(), -6.0, 6.0);
+            let got = ok("unary", b.unary(op, &up(b, &x, &dims)?))?;
+            close(
+                b,
+                &format!("{op:?}"),
+                &got,
+                &r::unary(op, &wide(&x)),
+                &dims,
+                TOL,
+            )
+        },
+    )
 }
 
 /// Every binary op, with `b` equal in shape or a broadcast suffix.

@@ -123,3 +123,14 @@ fn close(
 fn dims_strategy() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(1usize..9, 1..4)
 }
+
+/// Every unary op.
+fn unary_ops() -> impl Strategy<Value = UnaryOp> {
+    prop_oneof![
+        Just(UnaryOp::Gelu),
+        Just(UnaryOp::Relu),
+        Just(UnaryOp::Exp),
+        Just(UnaryOp::Tanh),
+        Just(UnaryOp::Neg)
+    ]
+}
