@@ -33,6 +33,43 @@ pub trait AttentionOps {
 
     // ---- backward (training, design.md §8); defaults: not implemented by this backend ----
 
+    /// [`AttentionOps::attention`] that also returns each query row's log-sum-exp of its visible scores,
+    /// `[B, H, Tq]` (−∞ for a row that sees no key): all the backward needs to rebuild the probabilities.
+    fn attention_train(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        spec: &AttentionSpec,
+    ) -> Result<(Tensor, Tensor)> {
+        let _ = (q, k, v, spec);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "attention_train",
+        })
+    }
+
+    /// The backward of attention, flash-style: from the inputs, the forward's output `out` and row log-sum-exp
+    /// `lse`, and `dout`, returns `(dq, dk, dv)`, recomputing the scores instead of reading a stored `T × T`
+    /// matrix (a backend holds at most a tile of it at a time).
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
+        dout: &Tensor,
+        spec: &AttentionSpec,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let _ = (q, k, v, out, lse, dout, spec);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "attention_backward",
+        })
+    }
+
     /// Fused softmax cross-entropy of `logits: [N, V]` against `targets: [N]` (U32; [`crate::ops::PAD_ID`]: no
     /// target on that row), scaled by `scale` (1 / the number of targets for a mean): returns the loss `[1]`,
     /// reduced on the device, and `dlogits = scale · (softmax − one_hot)`, zero on rows without a target.

@@ -4,7 +4,8 @@
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 
-use super::{geglu_dims, layer_norm_dims};
+use super::{attention_dims, geglu_dims, layer_norm_dims, AttentionDims};
+use crate::backend::AttentionSpec;
 
 /// `a` and `b` must have the same shape (an op's input and the gradient of its output).
 pub fn same_shape(op: &'static str, x: &Shape, dy: &Shape) -> Result<()> {
@@ -103,4 +104,29 @@ pub fn cross_entropy_dims(logits: &Shape, targets: &Shape) -> Result<(usize, usi
 /// Every target below `v` or [`super::PAD_ID`]; the first bad one is named.
 pub fn check_targets(targets: &[u32], v: usize) -> Result<()> {
     super::check_below("cross_entropy", "targets", targets, v)
+}
+
+/// Attention backward: q, k, v as for the forward; `out` and `dout` `[B, H, Tq, Dv]`; `lse` `[B, H, Tq]`.
+pub fn attention_backward_dims(
+    q: &Shape,
+    k: &Shape,
+    v: &Shape,
+    out: &Shape,
+    lse: &Shape,
+    dout: &Shape,
+    spec: &AttentionSpec,
+) -> Result<AttentionDims> {
+    const OP: &str = "attention_backward";
+    let d = attention_dims(q, k, v, spec)?;
+    let o = Shape::new([d.b, d.h, d.tq, d.dv]);
+    for (name, s) in [("out", out), ("dout", dout)] {
+        if *s != o {
+            return Err(Error::shape(OP, format!("`{name}` must be {o}, got {s}")));
+        }
+    }
+    let l = Shape::new([d.b, d.h, d.tq]);
+    if *lse != l {
+        return Err(Error::shape(OP, format!("`lse` must be {l}, got {lse}")));
+    }
+    Ok(d)
 }

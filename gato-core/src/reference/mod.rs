@@ -4,6 +4,7 @@
 
 use crate::backend::{AttentionSpec, BinaryOp, Conv2dSpec, MatmulSpec, UnaryOp};
 
+pub mod attention_backward;
 pub mod backward;
 
 /// Row-major strides of a shape.

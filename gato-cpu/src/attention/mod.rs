@@ -3,6 +3,7 @@
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+pub(crate) mod backward;
 pub(crate) mod kernels;
 pub(crate) mod softmax;
 
@@ -68,5 +69,62 @@ impl AttentionOps for CpuBackend {
         })?;
         let loss = self.compute_f32(OP, Shape::new([1]), |out| out[0] = loss as f32)?;
         Ok((loss, dlogits))
+    }
+
+    fn attention_train(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        spec: &AttentionSpec,
+    ) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "attention_train";
+        let d = ops::attention_dims(q.shape(), k.shape(), v.shape(), spec)?;
+        let out = self.attention(q, k, v, spec)?;
+        let (qv, kv) = (self.f32s(OP, "q", q)?, self.f32s(OP, "k", k)?);
+        let lse = self.compute_f32(OP, Shape::new([d.b, d.h, d.tq]), |o| {
+            backward::lse(qv, kv, &d, spec, o)
+        })?;
+        Ok((out, lse))
+    }
+
+    fn attention_backward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
+        dout: &Tensor,
+        spec: &AttentionSpec,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        const OP: &str = "attention_backward";
+        let d = ops::attention_backward_dims(
+            q.shape(),
+            k.shape(),
+            v.shape(),
+            out.shape(),
+            lse.shape(),
+            dout.shape(),
+            spec,
+        )?;
+        let (qv, kv, vv) = (
+            self.f32s(OP, "q", q)?,
+            self.f32s(OP, "k", k)?,
+            self.f32s(OP, "v", v)?,
+        );
+        let (ov, lv, gv) = (
+            self.f32s(OP, "out", out)?,
+            self.f32s(OP, "lse", lse)?,
+            self.f32s(OP, "dout", dout)?,
+        );
+        // dq and dk/dv are written by one pass over each head; dk and dv are filled first into plain vectors.
+        let (mut dk, mut dv) = (vec![0f32; kv.len()], vec![0f32; vv.len()]);
+        let dq = self.compute_f32(OP, q.shape().clone(), |dq| {
+            backward::backward(qv, kv, vv, ov, lv, gv, &d, spec, (dq, &mut dk, &mut dv))
+        })?;
+        let dk = self.compute_f32(OP, k.shape().clone(), |o| o.copy_from_slice(&dk))?;
+        let dv = self.compute_f32(OP, v.shape().clone(), |o| o.copy_from_slice(&dv))?;
+        Ok((dq, dk, dv))
     }
 }

@@ -142,6 +142,80 @@ pub fn cross_entropy(b: &dyn Backend) -> Result<(), String> {
     )
 }
 
+/// Attention family: `attention_train` (the same output as `attention`, and each row's log-sum-exp) and the
+/// flash-style `attention_backward`, causal or not, with KV-cache offsets and padded sequences.
+pub fn attention_backward(b: &dyn Backend) -> Result<(), String> {
+    run(
+        (
+            (1usize..3, 1usize..3, 1usize..20, 0usize..6, 1usize..40),
+            any::<bool>(),
+            any::<bool>(),
+            any::<u64>(),
+        ),
+        |((bs, h, tq, extra, d), causal, padded, seed)| {
+            let mut rng = Rng::new(seed);
+            let dv = 1 + rng.below(33);
+            let tk = tq + extra;
+            let spec = AttentionSpec {
+                scale: 1.0 / (d as f32).sqrt(),
+                causal,
+                q_offset: extra,
+                kv_len: padded.then(|| (0..bs).map(|_| rng.below(tk + 1)).collect()),
+            };
+            let (q, k, v) = (
+                rng.vec(bs * h * tq * d, -1.0, 1.0),
+                rng.vec(bs * h * tk * d, -1.0, 1.0),
+                rng.vec(bs * h * tk * dv, -1.0, 1.0),
+            );
+            let g = rng.vec(bs * h * tq * dv, -1.0, 1.0);
+            let (qd, kd, vd, od) = (
+                [bs, h, tq, d],
+                [bs, h, tk, d],
+                [bs, h, tk, dv],
+                [bs, h, tq, dv],
+            );
+            let (qt, kt, vt) = (up(b, &q, &qd)?, up(b, &k, &kd)?, up(b, &v, &vd)?);
+            let (out, lse) = ok("attention_train", b.attention_train(&qt, &kt, &vt, &spec))?;
+            let plain = ok("attention", b.attention(&qt, &kt, &vt, &spec))?;
+            prop_assert_eq!(
+                down(b, &out)?,
+                down(b, &plain)?,
+                "attention_train's output differs from attention's"
+            );
+            let dims = [bs, h, tq, tk, d, dv];
+            let wl = crate::reference::attention_backward::attention_lse(
+                &wide(&q),
+                &wide(&k),
+                dims,
+                &spec,
+            );
+            let gl = down(b, &lse)?;
+            for (i, (x, y)) in gl.iter().zip(&wl).enumerate() {
+                let same = (x == y) || (x - y).abs() <= 1e-4 * (1.0 + y.abs());
+                prop_assert!(same, "lse[{}] = {}, reference {}", i, x, y);
+            }
+            let (dq, dk, dvg) = ok(
+                "attention_backward",
+                b.attention_backward(&qt, &kt, &vt, &out, &lse, &up(b, &g, &od)?, &spec),
+            )?;
+            let wo = r::attention(&wide(&q), &wide(&k), &wide(&v), dims, &spec);
+            let (wq, wk, wv) = crate::reference::attention_backward::attention_backward(
+                &wide(&q),
+                &wide(&k),
+                &wide(&v),
+                &wo,
+                &wl,
+                &wide(&g),
+                dims,
+                &spec,
+            );
+            close(b, "dq", &dq, &wq, &qd, 1e-4)?;
+            close(b, "dk", &dk, &wk, &kd, 1e-4)?;
+            close(b, "dv", &dvg, &wv, &vd, 1e-4)
+        },
+    )
+}
+
 /// Backward ops reject mismatched shapes, out-of-range ids and targets, with errors (never a panic or data).
 pub fn backward_errors(b: &dyn Backend) -> Result<(), String> {
     let t = |d: &[usize]| {
@@ -180,6 +254,23 @@ pub fn backward_errors(b: &dyn Backend) -> Result<(), String> {
         "cross_entropy with a target past the vocabulary",
         b.cross_entropy(&t(&[2, 4])?, &ids(&[1, 4])?, 1.0)
             .map(|_| ()),
+    )?;
+    let spec = AttentionSpec {
+        scale: 1.0,
+        ..Default::default()
+    };
+    expect_err(
+        "attention_backward with lse of the wrong shape",
+        b.attention_backward(
+            &t(&[1, 1, 2, 3])?,
+            &t(&[1, 1, 2, 3])?,
+            &t(&[1, 1, 2, 3])?,
+            &t(&[1, 1, 2, 3])?,
+            &t(&[1, 1, 3])?,
+            &t(&[1, 1, 2, 3])?,
+            &spec,
+        )
+        .map(|_| ()),
     )?;
     expect_err(
         "cross_entropy with one target for two rows",
