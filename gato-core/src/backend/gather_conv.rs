@@ -41,6 +41,22 @@ pub trait GatherConvOps {
 
     // ---- backward (training, design.md §8); defaults: not implemented by this backend ----
 
+    /// The backward of [`GatherConvOps::conv2d`]: `(dx, dw, dbias)` for `dy` shaped like its output (`dbias`
+    /// `[O]`, the gradient of a bias whether or not the forward had one).
+    fn conv2d_backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+        spec: &Conv2dSpec,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let _ = (x, w, dy, spec);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "conv2d_backward",
+        })
+    }
+
     /// The backward of [`GatherConvOps::embedding`]: a `[vocab, D]` table gradient, each row of `dy`
     /// (`[..ids, D]`) added into its id's row (repeated ids accumulate; [`crate::ops::PAD_ID`] adds nothing). The
     /// shared table also feeds the tied output head, whose gradient the caller adds to this one.

@@ -38,6 +38,40 @@ pub trait NormOps {
         })
     }
 
+    /// [`NormOps::group_norm`] that also returns what its backward needs: `(y, mean, rstd)`, the last two
+    /// `[N, groups]`.
+    fn group_norm_train(
+        &self,
+        x: &Tensor,
+        groups: usize,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let _ = (x, groups, gamma, beta, eps);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "group_norm_train",
+        })
+    }
+
+    /// The backward of GroupNorm from the saved statistics: `(dx, dgamma, dbeta)`.
+    fn group_norm_backward(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        groups: usize,
+        gamma: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let _ = (dy, x, groups, gamma, mean, rstd);
+        Err(Error::Unsupported {
+            backend: std::any::type_name::<Self>().to_string(),
+            op: "group_norm_backward",
+        })
+    }
+
     /// The backward of LayerNorm from the saved statistics: `(dx, dgamma, dbeta)`.
     fn layer_norm_backward(
         &self,

@@ -4,8 +4,11 @@
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 
-use super::{attention_dims, geglu_dims, layer_norm_dims, AttentionDims};
-use crate::backend::AttentionSpec;
+use super::{
+    attention_dims, conv2d_dims, geglu_dims, group_norm_dims, layer_norm_dims, AttentionDims,
+    Conv2dDims, GroupNormDims,
+};
+use crate::backend::{AttentionSpec, Conv2dSpec};
 
 /// `a` and `b` must have the same shape (an op's input and the gradient of its output).
 pub fn same_shape(op: &'static str, x: &Shape, dy: &Shape) -> Result<()> {
@@ -127,6 +130,50 @@ pub fn attention_backward_dims(
     let l = Shape::new([d.b, d.h, d.tq]);
     if *lse != l {
         return Err(Error::shape(OP, format!("`lse` must be {l}, got {lse}")));
+    }
+    Ok(d)
+}
+
+/// GroupNorm backward: `dy` like `x: [N, C, H, W]`, `gamma: [C]`, `mean` and `rstd: [N, groups]`.
+pub fn group_norm_backward_dims(
+    dy: &Shape,
+    x: &Shape,
+    groups: usize,
+    gamma: &Shape,
+    mean: &Shape,
+    rstd: &Shape,
+) -> Result<GroupNormDims> {
+    const OP: &str = "group_norm_backward";
+    same_shape(OP, x, dy)?;
+    let d = group_norm_dims(x, groups, gamma, gamma)?;
+    for (name, s) in [("mean", mean), ("rstd", rstd)] {
+        if s.dims() != [d.n, groups] {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "`{name}` must be [{}, {groups}] (one per image and group), got {s}",
+                    d.n
+                ),
+            ));
+        }
+    }
+    Ok(d)
+}
+
+/// Conv2d backward: x and w as for the forward, `dy` the forward's output shape.
+pub fn conv2d_backward_dims(
+    x: &Shape,
+    w: &Shape,
+    dy: &Shape,
+    spec: &Conv2dSpec,
+) -> Result<Conv2dDims> {
+    let d = conv2d_dims(x, w, None, spec)?;
+    let out = Shape::new([d.n, d.o, d.oh, d.ow]);
+    if *dy != out {
+        return Err(Error::shape(
+            "conv2d_backward",
+            format!("`dy` must be the convolution's output {out}, got {dy}"),
+        ));
     }
     Ok(d)
 }

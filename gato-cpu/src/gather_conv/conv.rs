@@ -101,3 +101,78 @@ pub(crate) fn scatter_add_rows(ids: &[u32], dy: &[f32], d: usize, out: &mut [f32
         }
     });
 }
+
+/// Conv2d backward as direct loops (readable first; the patch embedding's convolutions are 16 × 16 images):
+/// `dw` with output channels as the parallel work items, `dx` with images, `db` the sums of `dy` per channel.
+pub(crate) fn conv2d_backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    d: &Conv2dDims,
+    (dx, dw, db): (&mut [f32], &mut [f32], &mut [f32]),
+) {
+    let (s, p) = (d.stride, d.pad as isize);
+    let (ohw, chw, ckk) = (d.oh * d.ow, d.c * d.h * d.w, d.c * d.kh * d.kw);
+    // The input pixel under output (oy, ox) and kernel tap (ky, kx), if inside the image.
+    let tap = move |oy: usize, ox: usize, ky: usize, kx: usize| -> Option<usize> {
+        let iy = (oy * s + ky) as isize - p;
+        let ix = (ox * s + kx) as isize - p;
+        (iy >= 0 && ix >= 0 && (iy as usize) < d.h && (ix as usize) < d.w)
+            .then(|| iy as usize * d.w + ix as usize)
+    };
+    if ckk > 0 {
+        dw.par_chunks_mut(ckk).enumerate().for_each(|(oc, dwo)| {
+            for b in 0..d.n {
+                let g = &dy[(b * d.o + oc) * ohw..(b * d.o + oc + 1) * ohw];
+                let xb = &x[b * chw..(b + 1) * chw];
+                for ic in 0..d.c {
+                    for ky in 0..d.kh {
+                        for kx in 0..d.kw {
+                            let mut acc = 0f32;
+                            for oy in 0..d.oh {
+                                for ox in 0..d.ow {
+                                    if let Some(px) = tap(oy, ox, ky, kx) {
+                                        acc += g[oy * d.ow + ox] * xb[ic * d.h * d.w + px];
+                                    }
+                                }
+                            }
+                            dwo[(ic * d.kh + ky) * d.kw + kx] += acc;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    if chw > 0 {
+        dx.par_chunks_mut(chw).enumerate().for_each(|(b, dxb)| {
+            for oc in 0..d.o {
+                let g = &dy[(b * d.o + oc) * ohw..(b * d.o + oc + 1) * ohw];
+                let wo = &w[oc * ckk..(oc + 1) * ckk];
+                for ic in 0..d.c {
+                    for ky in 0..d.kh {
+                        for kx in 0..d.kw {
+                            let wv = wo[(ic * d.kh + ky) * d.kw + kx];
+                            for oy in 0..d.oh {
+                                for ox in 0..d.ow {
+                                    if let Some(px) = tap(oy, ox, ky, kx) {
+                                        dxb[ic * d.h * d.w + px] += g[oy * d.ow + ox] * wv;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+    db.par_iter_mut().enumerate().for_each(|(oc, o)| {
+        *o = (0..d.n)
+            .map(|b| {
+                dy[(b * d.o + oc) * ohw..(b * d.o + oc + 1) * ohw]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>()
+            })
+            .sum::<f64>() as f32;
+    });
+}

@@ -55,4 +55,27 @@ impl GatherConvOps for CpuBackend {
             conv::scatter_add_rows(idv, gv, d, out)
         })
     }
+
+    fn conv2d_backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+        spec: &Conv2dSpec,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        const OP: &str = "conv2d_backward";
+        let d = ops::conv2d_backward_dims(x.shape(), w.shape(), dy.shape(), spec)?;
+        let (xv, wv, gv) = (
+            self.f32s(OP, "x", x)?,
+            self.f32s(OP, "w", w)?,
+            self.f32s(OP, "dy", dy)?,
+        );
+        let (mut dw, mut db) = (vec![0f32; wv.len()], vec![0f32; d.o]);
+        let dx = self.compute_f32(OP, x.shape().clone(), |dx| {
+            conv::conv2d_backward(xv, wv, gv, &d, (dx, &mut dw, &mut db))
+        })?;
+        let dw = self.compute_f32(OP, w.shape().clone(), |o| o.copy_from_slice(&dw))?;
+        let db = self.compute_f32(OP, Shape::new([d.o]), |o| o.copy_from_slice(&db))?;
+        Ok((dx, dw, db))
+    }
 }

@@ -25,7 +25,7 @@ fn pairwise_sum(x: &[f32], f: &impl Fn(f32) -> f32) -> f32 {
 
 /// Mean and biased variance of a slice, two-pass, each pass summed pairwise: GroupNorm's groups are long
 /// (channels × 16 × 16 values), where a sequential sum loses about ten times the precision of every other stage.
-fn mean_var_pairwise(x: &[f32]) -> (f32, f32) {
+pub(crate) fn mean_var_pairwise(x: &[f32]) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = pairwise_sum(x, &|v| v) / n;
     let var = pairwise_sum(x, &|v| (v - mean) * (v - mean)) / n;

@@ -98,4 +98,60 @@ impl NormOps for CpuBackend {
         })?;
         Ok((dx, dgamma, dbeta))
     }
+
+    fn group_norm_train(
+        &self,
+        x: &Tensor,
+        groups: usize,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        const OP: &str = "group_norm_train";
+        let d = ops::group_norm_dims(x.shape(), groups, gamma.shape(), beta.shape())?;
+        let y = self.group_norm(x, groups, gamma, beta, eps)?;
+        let xv = self.f32s(OP, "x", x)?;
+        let stats = self.run(|| backward::group_norm_stats(xv, d.c / d.groups * d.hw, eps));
+        let column = |pick: fn(&(f32, f32)) -> f32| {
+            self.compute_f32(OP, gato_core::Shape::new([d.n, groups]), |out| {
+                out.iter_mut().zip(&stats).for_each(|(o, s)| *o = pick(s))
+            })
+        };
+        Ok((y, column(|s| s.0)?, column(|s| s.1)?))
+    }
+
+    fn group_norm_backward(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        groups: usize,
+        gamma: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        const OP: &str = "group_norm_backward";
+        let d = ops::group_norm_backward_dims(
+            dy.shape(),
+            x.shape(),
+            groups,
+            gamma.shape(),
+            mean.shape(),
+            rstd.shape(),
+        )?;
+        let (xv, gv, w) = (
+            self.f32s(OP, "x", x)?,
+            self.f32s(OP, "dy", dy)?,
+            self.f32s(OP, "gamma", gamma)?,
+        );
+        let (m, r) = (self.f32s(OP, "mean", mean)?, self.f32s(OP, "rstd", rstd)?);
+        let stats: Vec<(f32, f32)> = m.iter().copied().zip(r.iter().copied()).collect();
+        let (mut dg, mut db) = (vec![0f32; d.c], vec![0f32; d.c]);
+        let dx = self.compute_f32(OP, x.shape().clone(), |out| {
+            backward::group_norm_backward(xv, gv, &d, w, &stats, out, &mut dg, &mut db)
+        })?;
+        let vector = |v: &[f32]| {
+            self.compute_f32(OP, gato_core::Shape::new([d.c]), |o| o.copy_from_slice(v))
+        };
+        Ok((dx, vector(&dg)?, vector(&db)?))
+    }
 }

@@ -81,6 +81,106 @@ pub fn layer_norm_backward(b: &dyn Backend) -> Result<(), String> {
     )
 }
 
+/// Norm: `group_norm_train` (the same `y` as `group_norm`, and its statistics) and `group_norm_backward`, on
+/// groups whose mean is away from zero.
+pub fn group_norm_backward(b: &dyn Backend) -> Result<(), String> {
+    run(
+        (
+            1usize..3,
+            1usize..5,
+            1usize..4,
+            1usize..7,
+            1usize..7,
+            any::<u64>(),
+        ),
+        |(n, groups, cg, h, w, seed)| {
+            let mut rng = Rng::new(seed);
+            let c = groups * cg;
+            let dims = [n, c, h, w];
+            let len = n * c * h * w;
+            let x = rng.vec(len, 0.5, 3.0);
+            let (g, be) = (rng.vec(c, 0.5, 1.5), rng.vec(c, -1.0, 1.0));
+            let dy = rng.vec(len, -1.0, 1.0);
+            let (xt, gt, bt) = (up(b, &x, &dims)?, up(b, &g, &[c])?, up(b, &be, &[c])?);
+            let (y, mean, rstd) = ok(
+                "group_norm_train",
+                b.group_norm_train(&xt, groups, &gt, &bt, 1e-5),
+            )?;
+            let plain = ok("group_norm", b.group_norm(&xt, groups, &gt, &bt, 1e-5))?;
+            prop_assert_eq!(
+                down(b, &y)?,
+                down(b, &plain)?,
+                "group_norm_train's y differs from group_norm's"
+            );
+            let rp = crate::reference::patch_backward::group_norm_stats;
+            let (wm, wr) = rp(&wide(&x), &dims, groups, 1e-5);
+            close(b, "mean", &mean, &wm, &[n, groups], TOL)?;
+            close(b, "rstd", &rstd, &wr, &[n, groups], 1e-4)?;
+            let (dx, dg, db) = ok(
+                "group_norm_backward",
+                b.group_norm_backward(&up(b, &dy, &dims)?, &xt, groups, &gt, &mean, &rstd),
+            )?;
+            let (wdx, wdg, wdb) = crate::reference::patch_backward::group_norm_backward(
+                &wide(&x),
+                &dims,
+                groups,
+                &wide(&g),
+                &wm,
+                &wr,
+                &wide(&dy),
+            );
+            close(b, "dx", &dx, &wdx, &dims, 1e-4)?;
+            close(b, "dgamma", &dg, &wdg, &[c], 1e-4)?;
+            close(b, "dbeta", &db, &wdb, &[c], TOL)
+        },
+    )
+}
+
+/// Gather/conv: `conv2d_backward` with stride and padding, against direct loops.
+pub fn conv2d_backward(b: &dyn Backend) -> Result<(), String> {
+    run(
+        (
+            (1usize..3, 1usize..4, 1usize..4),
+            (1usize..4, 0usize..2, 1usize..3),
+            (3usize..9, 3usize..9),
+            any::<u64>(),
+        ),
+        |((n, c, o), (k, pad, stride), (h, w), seed)| {
+            let mut rng = Rng::new(seed);
+            let spec = Conv2dSpec {
+                stride,
+                padding: pad,
+            };
+            let (xd, wd) = ([n, c, h, w], [o, c, k, k]);
+            let x = rng.vec(xd.iter().product(), -1.0, 1.0);
+            let wt = rng.vec(wd.iter().product(), -1.0, 1.0);
+            let (y, yd) = r::conv2d(&wide(&x), xd, &wide(&wt), wd, None, &spec);
+            let dy = rng.vec(y.len(), -1.0, 1.0);
+            let (dx, dw, db) = ok(
+                "conv2d_backward",
+                b.conv2d_backward(
+                    &up(b, &x, &xd)?,
+                    &up(b, &wt, &wd)?,
+                    &up(b, &dy, &yd)?,
+                    &spec,
+                ),
+            )?;
+            let (wdx, wdw, wdb) = crate::reference::patch_backward::conv2d_backward(
+                &wide(&x),
+                xd,
+                &wide(&wt),
+                wd,
+                &wide(&dy),
+                &spec,
+            );
+            let tol = TOL * (c * k * k) as f64;
+            close(b, "dx", &dx, &wdx, &xd, tol)?;
+            close(b, "dw", &dw, &wdw, &wd, tol)?;
+            close(b, "dbias", &db, &wdb, &[o], tol)
+        },
+    )
+}
+
 /// Gather: `embedding_backward` accumulates repeated ids and skips `PAD_ID`.
 pub fn embedding_backward(b: &dyn Backend) -> Result<(), String> {
     run(
