@@ -287,6 +287,23 @@ pub trait Embedding: Send + Sync {
     /// Named parameters (for checkpoints), names relative to this contribution.
     fn parameters(&self) -> Vec<(String, Tensor)>;
 
+    /// The gradients of this contribution's parameters, by name, given `dy` (`[B, T, width]`), the gradient of
+    /// the summed input embedding: what training needs (design.md §8). A contribution recomputes what its
+    /// forward computed in `mode` (the same seed draws the same patch positions). The default: not implemented.
+    fn backward(
+        &self,
+        backend: &dyn Backend,
+        batch: &TokenBatch,
+        mode: EmbeddingMode,
+        dy: &Tensor,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let _ = (backend, batch, mode, dy);
+        Err(crate::error::Error::Unsupported {
+            backend: self.name().to_string(),
+            op: "Embedding::backward",
+        })
+    }
+
     /// Whether the contribution can be non-zero anywhere in `batch`. `false` lets the caller skip
     /// [`Embedding::forward`], whose result would be all zeros (e.g. the image contributions for a batch without
     /// image patches — every decoded action token). The default, `true`, always runs it.

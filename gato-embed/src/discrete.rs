@@ -60,6 +60,20 @@ impl Embedding for DiscreteEmbedding {
     fn parameters(&self) -> Vec<(String, Tensor)> {
         vec![(TOKENS_PARAM.to_string(), self.table.clone())]
     }
+
+    fn backward(
+        &self,
+        backend: &dyn Backend,
+        batch: &TokenBatch,
+        _mode: EmbeddingMode,
+        dy: &Tensor,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let rows = position_rows(batch, |i| {
+            Ok((batch.modality[i] != Modality::Image).then_some(batch.ids[i]))
+        })?;
+        let g = crate::gather::gather_backward(backend, self.vocab, batch, &rows, dy)?;
+        Ok(vec![(TOKENS_PARAM.to_string(), g)])
+    }
 }
 
 impl std::fmt::Debug for DiscreteEmbedding {

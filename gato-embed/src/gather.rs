@@ -37,3 +37,19 @@ pub(crate) fn gather(
     )?;
     backend.embedding(table, &ids)
 }
+
+/// The backward of [`gather`]: the `[V, D]` gradient of `table` from `dy` (`[B, T, D]`), each position's row added
+/// into row `rows[i]` (`PAD_ID` positions add nothing).
+pub(crate) fn gather_backward(
+    backend: &dyn Backend,
+    vocab: usize,
+    batch: &TokenBatch,
+    rows: &[u32],
+    dy: &Tensor,
+) -> Result<Tensor> {
+    let ids = backend.upload(
+        HostSlice::U32(rows),
+        &Shape::from([batch.batch, batch.seq_len]),
+    )?;
+    backend.embedding_backward(&ids, dy, vocab)
+}

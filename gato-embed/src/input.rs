@@ -63,6 +63,25 @@ impl InputEmbedding {
         Ok(sum.expect("four contributions"))
     }
 
+    /// The gradients of every parameter the batch reaches, by checkpoint name, given `dy` (`[B, T, width]`), the
+    /// gradient of the summed embedding (each contribution's backward, design.md §8). Contributions that do not
+    /// apply to the batch (the image ones on a text-free, image-free batch) give none.
+    pub fn backward(
+        &self,
+        backend: &dyn Backend,
+        batch: &TokenBatch,
+        mode: EmbeddingMode,
+        dy: &Tensor,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let mut grads = Vec::new();
+        for c in self.contributions() {
+            if c.applies_to(batch) {
+                grads.extend(c.backward(backend, batch, mode, dy)?);
+            }
+        }
+        Ok(grads)
+    }
+
     /// Every parameter with its checkpoint name.
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
         self.contributions()

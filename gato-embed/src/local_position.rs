@@ -62,4 +62,16 @@ impl Embedding for LocalPositionEncoding {
     fn parameters(&self) -> Vec<(String, Tensor)> {
         vec![(LOCAL_POSITION_PARAM.to_string(), self.table.clone())]
     }
+
+    fn backward(
+        &self,
+        backend: &dyn Backend,
+        batch: &TokenBatch,
+        _mode: EmbeddingMode,
+        dy: &Tensor,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let rows = self.indices(batch)?;
+        let g = crate::gather::gather_backward(backend, self.table.dims()[0], batch, &rows, dy)?;
+        Ok(vec![(LOCAL_POSITION_PARAM.to_string(), g)])
+    }
 }

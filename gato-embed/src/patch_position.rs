@@ -84,6 +84,27 @@ impl Embedding for PatchPositionEncoding {
         ]
     }
 
+    fn backward(
+        &self,
+        backend: &dyn Backend,
+        batch: &TokenBatch,
+        mode: EmbeddingMode,
+        dy: &Tensor,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let (r, c) = self.indices(batch, mode);
+        let buckets = self.rows.dims()[0];
+        Ok(vec![
+            (
+                PATCH_ROW_PARAM.to_string(),
+                crate::gather::gather_backward(backend, buckets, batch, &r, dy)?,
+            ),
+            (
+                PATCH_COL_PARAM.to_string(),
+                crate::gather::gather_backward(backend, buckets, batch, &c, dy)?,
+            ),
+        ])
+    }
+
     /// Only image patches get this contribution.
     fn applies_to(&self, batch: &TokenBatch) -> bool {
         batch.modality.contains(&Modality::Image)

@@ -9,6 +9,7 @@
 
 use gato_core::{AttentionSpec, Backend, GatoConfig, ParamSource, Result, Tensor};
 
+use crate::gradients::Gradients;
 use crate::kv_cache::LayerCache;
 use crate::layers::Linear;
 
@@ -88,6 +89,49 @@ impl Attention {
         let y = be.attention(&q, &kk, &vv, &spec)?; // [B, H, Tq, K]
         let y = be.permute(&y, &[0, 2, 1, 3])?.reshape([b, tq, h * k])?;
         self.o.forward(be, &y)
+    }
+
+    /// The backward of [`Self::forward`] over a whole sequence (no cache) at input `x` `[B, T, W]`: Q, K and V
+    /// are recomputed, attention's backward rebuilds the probabilities from the saved row log-sum-exp
+    /// (design.md §8), each projection's gradients are added under `{name}.q|k|v|o`; returns `dx`.
+    pub fn backward(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        kv_len: Option<Vec<usize>>,
+        dy: &Tensor,
+        name: &str,
+        grads: &mut Gradients,
+    ) -> Result<Tensor> {
+        let (b, t) = (x.dims()[0], x.dims()[1]);
+        let (h, k) = (self.heads, self.kv);
+        let split = |y: Tensor| be.permute(&y.reshape([b, t, h, k])?, &[0, 2, 1, 3]);
+        let merge = |y: &Tensor| be.permute(y, &[0, 2, 1, 3])?.reshape([b, t, h * k]);
+        let (q, kk, vv) = (
+            split(self.q.forward(be, x)?)?,
+            split(self.k.forward(be, x)?)?,
+            split(self.v.forward(be, x)?)?,
+        );
+        let spec = AttentionSpec {
+            scale: 1.0 / (k as f32).sqrt(),
+            causal: true,
+            q_offset: 0,
+            kv_len,
+        };
+        let (y, lse) = be.attention_train(&q, &kk, &vv, &spec)?;
+        let dmerged = self
+            .o
+            .backward(be, &merge(&y)?, dy, &format!("{name}.o"), grads)?;
+        let dyh = split(dmerged)?;
+        let (dq, dk, dv) = be.attention_backward(&q, &kk, &vv, &y, &lse, &dyh, &spec)?;
+        let mut dx = self
+            .q
+            .backward(be, x, &merge(&dq)?, &format!("{name}.q"), grads)?;
+        for (lin, d, n) in [(&self.k, &dk, "k"), (&self.v, &dv, "v")] {
+            let part = lin.backward(be, x, &merge(d)?, &format!("{name}.{n}"), grads)?;
+            dx = be.binary(gato_core::BinaryOp::Add, &dx, &part)?;
+        }
+        Ok(dx)
     }
 
     /// Named parameters.

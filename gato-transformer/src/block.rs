@@ -4,6 +4,7 @@ use gato_core::{Backend, BinaryOp, GatoConfig, ParamSource, Result, Tensor};
 
 use crate::attention::Attention;
 use crate::feed_forward::FeedForward;
+use crate::gradients::Gradients;
 use crate::kv_cache::LayerCache;
 use crate::layers::LayerNorm;
 
@@ -53,6 +54,39 @@ impl DecoderBlock {
         let x = be.binary(BinaryOp::Add, &rows, &a)?;
         let f = self.ff.forward(be, &self.ln2.forward(be, &x)?)?;
         be.binary(BinaryOp::Add, &x, &f)
+    }
+
+    /// The backward of [`Self::forward`] over a whole sequence at input `x` (activations recomputed from it:
+    /// checkpointing at block granularity): `x₁ = x + Attn(LN₁(x))`, `y = x₁ + FFN(LN₂(x₁))`, walked in reverse;
+    /// gradients added under `blocks.{i}.*`; returns `dx`.
+    pub fn backward(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        kv_len: Option<Vec<usize>>,
+        dy: &Tensor,
+        i: usize,
+        grads: &mut Gradients,
+    ) -> Result<Tensor> {
+        let p = format!("blocks.{i}");
+        let a_in = self.ln1.forward(be, x)?;
+        let a = self.attn.forward(be, &a_in, kv_len.clone(), None, 0)?;
+        let x1 = be.binary(BinaryOp::Add, x, &a)?;
+        let f_in = self.ln2.forward(be, &x1)?;
+        // y = x1 + FFN(LN2(x1)).
+        let df_in = self.ff.backward(be, &f_in, dy, &format!("{p}.ff"), grads)?;
+        let dx1_ff = self
+            .ln2
+            .backward(be, &x1, &df_in, &format!("{p}.ln2"), grads)?;
+        let dx1 = be.binary(BinaryOp::Add, dy, &dx1_ff)?;
+        // x1 = x + Attn(LN1(x)).
+        let da_in = self
+            .attn
+            .backward(be, &a_in, kv_len, &dx1, &format!("{p}.attn"), grads)?;
+        let dx_attn = self
+            .ln1
+            .backward(be, x, &da_in, &format!("{p}.ln1"), grads)?;
+        be.binary(BinaryOp::Add, &dx1, &dx_attn)
     }
 
     /// Named parameters.

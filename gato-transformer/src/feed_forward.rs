@@ -3,6 +3,7 @@
 
 use gato_core::{Activation, Backend, GatoConfig, ParamSource, Result, Tensor, UnaryOp};
 
+use crate::gradients::Gradients;
 use crate::layers::Linear;
 
 /// One feed-forward network.
@@ -40,6 +41,32 @@ impl FeedForward {
             Activation::Geglu => be.geglu(&self.input.forward(be, x)?)?,
         };
         self.output.forward(be, &h)
+    }
+
+    /// The backward of [`Self::forward`] at input `x`: the hidden pre-activation is recomputed, each matrix's
+    /// gradients added under `{name}.in` / `{name}.out`; returns `dx`.
+    pub fn backward(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        dy: &Tensor,
+        name: &str,
+        grads: &mut Gradients,
+    ) -> Result<Tensor> {
+        let pre = self.input.forward(be, x)?;
+        let h = match self.activation {
+            Activation::Gelu => be.unary(UnaryOp::Gelu, &pre)?,
+            Activation::Geglu => be.geglu(&pre)?,
+        };
+        let dh = self
+            .output
+            .backward(be, &h, dy, &format!("{name}.out"), grads)?;
+        let dpre = match self.activation {
+            Activation::Gelu => be.unary_backward(UnaryOp::Gelu, &pre, &dh)?,
+            Activation::Geglu => be.geglu_backward(&pre, &dh)?,
+        };
+        self.input
+            .backward(be, x, &dpre, &format!("{name}.in"), grads)
     }
 
     /// Named parameters.

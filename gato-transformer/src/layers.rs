@@ -1,6 +1,10 @@
 //! The small layers the decoder is built from: `Linear` (`x·W + b`, W stored `[in, out]`) and `LayerNorm`.
 
-use gato_core::{Backend, DType, Init, MatmulPrecision, ParamSource, Result, Shape, Tensor};
+use gato_core::{
+    Backend, DType, Init, MatmulPrecision, MatmulSpec, ParamSource, Result, Shape, Tensor,
+};
+
+use crate::gradients::Gradients;
 
 /// `y = x · W + b`, `W: [in, out]`.
 pub struct Linear {
@@ -32,6 +36,29 @@ impl Linear {
     /// `x: [..., in]` → `[..., out]`.
     pub fn forward(&self, backend: &dyn Backend, x: &Tensor) -> Result<Tensor> {
         backend.linear(x, &self.weight, Some(&self.bias))
+    }
+
+    /// The backward of [`Self::forward`] for `x: [.., in]` and `dy: [.., out]`: adds `dW = xᵀ·dy` and
+    /// `db = Σ dy` under `{name}.weight` / `{name}.bias`, returns `dx = dy·Wᵀ`.
+    pub fn backward(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        dy: &Tensor,
+        name: &str,
+        grads: &mut Gradients,
+    ) -> Result<Tensor> {
+        let (inp, out) = (self.weight.dims()[0], self.weight.dims()[1]);
+        let rows = x.elem_count() / inp.max(1);
+        let (x2, dy2) = (x.reshape([rows, inp])?, dy.reshape([rows, out])?);
+        let tn = MatmulSpec {
+            trans_a: true,
+            ..Default::default()
+        };
+        grads.add(be, format!("{name}.weight"), be.matmul(&x2, &dy2, &tn)?)?;
+        grads.add(be, format!("{name}.bias"), be.sum_rows(&dy2)?)?;
+        be.matmul(&dy2, &self.weight, &MatmulSpec::nt())?
+            .reshape(x.dims())
     }
 
     /// Store the weight as `dtype` (f32, f16 or bf16); products still accumulate in f32 and the bias stays f32.
@@ -91,6 +118,23 @@ impl LayerNorm {
     /// Normalise the last dim.
     pub fn forward(&self, backend: &dyn Backend, x: &Tensor) -> Result<Tensor> {
         backend.layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+
+    /// The backward of [`Self::forward`] at input `x` (statistics recomputed): adds `dγ`, `dβ` under
+    /// `{name}.weight` / `{name}.bias`, returns `dx`.
+    pub fn backward(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        dy: &Tensor,
+        name: &str,
+        grads: &mut Gradients,
+    ) -> Result<Tensor> {
+        let (_, mean, rstd) = be.layer_norm_train(x, &self.weight, &self.bias, self.eps)?;
+        let (dx, dg, db) = be.layer_norm_backward(dy, x, &self.weight, &mean, &rstd)?;
+        grads.add(be, format!("{name}.weight"), dg)?;
+        grads.add(be, format!("{name}.bias"), db)?;
+        Ok(dx)
     }
 
     /// Named parameters.

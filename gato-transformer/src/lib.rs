@@ -13,6 +13,7 @@ pub mod block;
 pub mod checkpoint;
 pub mod decode;
 pub mod feed_forward;
+pub mod gradients;
 pub mod kv_cache;
 pub mod layers;
 pub mod model;
@@ -21,6 +22,7 @@ pub mod shapes;
 
 pub use decode::{last_logits, last_logits_in, last_logits_in_into, DecodeState, WindowPolicy};
 pub use gato_core::GatoConfig;
+pub use gradients::Gradients;
 pub use model::{masked_cross_entropy, single_token, GatoTransformer, LossReport};
 pub use sampler::{ActionSampler, Sampling};
 pub use shapes::{

@@ -10,6 +10,7 @@ use gato_core::{
 use gato_embed::{InputEmbedding, RandomInit};
 
 use crate::block::DecoderBlock;
+use crate::gradients::Gradients;
 use crate::kv_cache::LayerCache;
 use crate::layers::{LayerNorm, Linear};
 
@@ -276,6 +277,90 @@ impl GatoTransformer {
         let logp = be.download(&logp)?.into_f32().unwrap_or_default();
         let v = logp.len() / rows.len();
         Ok(mean_nll(&logp, v, 0..rows.len(), &targets))
+    }
+
+    /// The masked cross-entropy of a batch (§2.3) and the gradient of every parameter it reaches (design.md §8),
+    /// llm.c style: the forward keeps each block's input; the backward walks the layers in reverse, each
+    /// recomputing its own activations from that input. The loss is the mean over targets, so `d(loss)` per target
+    /// is `1 / targets`; the shared table's gradient sums the embedding's and the tied head's.
+    pub fn loss_and_gradients(
+        &self,
+        be: &dyn Backend,
+        batch: &TokenBatch,
+        mode: EmbeddingMode,
+    ) -> Result<(LossReport, Gradients)> {
+        run_scoped(be, || {
+            let mut grads = Gradients::default();
+            let (rows, targets) = target_positions(batch);
+            if rows.is_empty() {
+                return Ok((
+                    LossReport {
+                        loss: 0.0,
+                        targets: 0,
+                    },
+                    grads,
+                ));
+            }
+            let kv_len = Some(batch.lengths.clone());
+            let x0 = self.embed.forward(be, batch, mode)?;
+            let mut inputs = Vec::with_capacity(self.blocks.len());
+            let mut x = x0;
+            for b in &self.blocks {
+                let next = b.forward(be, &x, kv_len.clone(), None, 0)?;
+                inputs.push(x);
+                x = next;
+            }
+            let h = self.final_ln.forward(be, &x)?;
+            // Logits at the positions that predict a target, and the fused cross-entropy.
+            let (n, w) = (batch.batch * batch.seq_len, self.config.layer_width);
+            let row_ids =
+                be.upload(gato_core::HostSlice::U32(&rows), &Shape::from([rows.len()]))?;
+            let picked = be.embedding(&h.reshape([n, w])?, &row_ids)?;
+            let table = self.output_table();
+            let logits = be.matmul(&picked, table, &MatmulSpec::nt())?;
+            let target_ids = be.upload(
+                gato_core::HostSlice::U32(&targets),
+                &Shape::from([targets.len()]),
+            )?;
+            let (loss, dlogits) =
+                be.cross_entropy(&logits, &target_ids, 1.0 / targets.len() as f32)?;
+            // Head: logits = picked · tableᵀ.
+            let dpicked = be.matmul(&dlogits, table, &MatmulSpec::default())?;
+            let dtable = be.matmul(
+                &dlogits,
+                &picked,
+                &MatmulSpec {
+                    trans_a: true,
+                    ..Default::default()
+                },
+            )?;
+            let head_name = if self.head.is_some() {
+                HEAD_PARAM
+            } else {
+                gato_embed::TOKENS_PARAM
+            };
+            grads.add(be, head_name, dtable)?;
+            let dh = be.embedding_backward(&row_ids, &dpicked, n)?.reshape([
+                batch.batch,
+                batch.seq_len,
+                w,
+            ])?;
+            let mut dx = self
+                .final_ln
+                .backward(be, &x, &dh, "final_ln", &mut grads)?;
+            for (i, (b, input)) in self.blocks.iter().zip(&inputs).enumerate().rev() {
+                dx = b.backward(be, input, kv_len.clone(), &dx, i, &mut grads)?;
+            }
+            grads.extend(be, self.embed.backward(be, batch, mode, &dx)?)?;
+            let loss = be.download(&loss)?.into_f32().unwrap_or_default();
+            Ok((
+                LossReport {
+                    loss: loss.first().copied().unwrap_or(f32::NAN) as f64,
+                    targets: targets.len(),
+                },
+                grads,
+            ))
+        })
     }
 
     /// Run `new` tokens (batch of one) through the model on top of `cache`, appending their keys and values.

@@ -11,6 +11,7 @@ use gato_core::reference as r;
 use gato_core::{AttentionSpec, Backend, MatmulSpec, Modality, TokenBatch, UnaryOp};
 use gato_transformer::GatoTransformer;
 
+#[derive(Clone)]
 struct Ref {
     p: HashMap<String, (Vec<usize>, Vec<f64>)>,
 }
@@ -173,7 +174,8 @@ fn reference_embeddings(rf: &Ref, c: &gato_core::GatoConfig, b: &TokenBatch) -> 
     x
 }
 
-fn reference_logits(rf: &Ref, c: &gato_core::GatoConfig, b: &TokenBatch) -> Vec<f64> {
+/// The final hidden states `[B·T, width]` of the f64 reference forward.
+fn reference_hidden(rf: &Ref, c: &gato_core::GatoConfig, b: &TokenBatch) -> Vec<f64> {
     let (w, t_len) = (c.layer_width, b.seq_len);
     let n = b.batch * t_len;
     let mut x = reference_embeddings(rf, c, b);
@@ -225,7 +227,12 @@ fn reference_logits(rf: &Ref, c: &gato_core::GatoConfig, b: &TokenBatch) -> Vec<
         let f = rf.linear(&f, n, &format!("{pre}.ff.out"));
         x = x.iter().zip(&f).map(|(a, b)| a + b).collect();
     }
-    let hfin = rf.ln(&x, w, "final_ln");
+    rf.ln(&x, w, "final_ln")
+}
+
+fn reference_logits(rf: &Ref, c: &gato_core::GatoConfig, b: &TokenBatch) -> Vec<f64> {
+    let (w, n) = (c.layer_width, b.batch * b.seq_len);
+    let hfin = reference_hidden(rf, c, b);
     let table = rf.w("embed.tokens");
     let vocab = rf.shape("embed.tokens")[0];
     r::matmul(&hfin, &[n, w], table, &[vocab, w], &MatmulSpec::nt()).0
@@ -342,4 +349,84 @@ fn patch_embeddings_match_reference() {
     );
     println!("relative error of the input embedding vs f64: image positions {err:.3e}, others {other:.3e}");
     assert!(err < 2.5e-6, "image positions: relative error {err:.3e}");
+}
+
+/// The masked mean negative log-likelihood of the f64 reference forward (the same targets as the model's loss:
+/// text and action tokens after the first position; the logits at `t − 1` predict the token at `t`).
+fn reference_loss(rf: &Ref, c: &gato_core::GatoConfig, b: &TokenBatch) -> f64 {
+    let (hfin, w) = (reference_hidden(rf, c, b), c.layer_width);
+    let table = rf.w("embed.tokens");
+    let mut nll = Vec::new();
+    for bi in 0..b.batch {
+        for t in 1..b.lengths[bi] {
+            let i = bi * b.seq_len + t;
+            if b.loss[i] && b.modality[i] != Modality::Image {
+                // Logits only where a target is predicted.
+                let h = &hfin[(i - 1) * w..i * w];
+                let row: Vec<f64> = table
+                    .chunks(w)
+                    .map(|e| e.iter().zip(h).map(|(a, b)| a * b).sum())
+                    .collect();
+                let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+                nll.push(lse - row[b.ids[i] as usize]);
+            }
+        }
+    }
+    nll.iter().sum::<f64>() / nll.len() as f64
+}
+
+/// The model's backward (every layer, llm.c style, on a batch with text, image patches, discrete and continuous
+/// values, two sequences of different lengths) against the f64 reference forward: for each parameter tensor, the
+/// directional derivative of the reference loss along a random direction (central differences in f64) equals
+/// `⟨gradient, direction⟩`, and the loss itself matches.
+#[test]
+fn gradients_match_directional_derivatives_of_the_f64_reference() {
+    let c = common::config();
+    let be = common::backend(2);
+    let model = GatoTransformer::init(be.as_ref(), &c, 5).unwrap();
+    let (a, b2) = (common::episode(&c, 3, 2), common::episode(&c, 4, 1));
+    let batch = common::batch_of(&[&a, &b2]);
+    let (report, grads) = model
+        .loss_and_gradients(be.as_ref(), &batch, gato_core::EmbeddingMode::Eval)
+        .unwrap();
+    let rf = Ref::new(&model, be.as_ref());
+    let want = reference_loss(&rf, &c, &batch);
+    assert!(
+        (report.loss - want).abs() < 1e-5 * want.abs(),
+        "loss {} vs reference {want}",
+        report.loss
+    );
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut checked = 0;
+    for (name, t) in model.parameters() {
+        let g: Vec<f64> = match grads.get(&name) {
+            Some(g) => be.download(g).unwrap().to_f64_vec(),
+            None => vec![0.0; t.elem_count()],
+        };
+        let dir: Vec<f64> = (0..g.len())
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            })
+            .collect();
+        let analytic: f64 = g.iter().zip(&dir).map(|(a, b)| a * b).sum();
+        let h = 1e-4;
+        let shifted = |sign: f64| {
+            let mut r = rf.clone();
+            let p = &mut r.p.get_mut(&name).unwrap().1;
+            p.iter_mut().zip(&dir).for_each(|(x, d)| *x += sign * h * d);
+            reference_loss(&r, &c, &batch)
+        };
+        let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
+        let tol = 2e-3 * fd.abs().max(analytic.abs()) + 1e-6;
+        assert!(
+            (fd - analytic).abs() <= tol,
+            "{name}: directional derivative {fd:.6e} (f64 reference), gradient gives {analytic:.6e}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, model.parameters().len());
 }
