@@ -1,0 +1,106 @@
+//! One training step (`docs/design.md` §8): the parameters viewed as a model, the masked cross-entropy and its
+//! gradients, global-norm clipping, the scheduled learning rate and AdamW.
+
+use gato_core::{Backend, EmbeddingMode, Error, GatoConfig, Result, TokenBatch};
+use gato_transformer::GatoTransformer;
+
+use crate::adamw::{clip_scale, AdamW};
+use crate::params::ParamMap;
+use crate::schedule::learning_rate;
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Step index (0-based).
+    pub step: usize,
+    /// Mean masked cross-entropy of the batch before the update (nats).
+    pub loss: f64,
+    /// Targets in the batch.
+    pub targets: usize,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// Parameters, optimiser state and the step count of a run of `total_steps`.
+#[derive(Debug, Clone)]
+pub struct Trainer {
+    config: GatoConfig,
+    params: ParamMap,
+    opt: AdamW,
+    step: usize,
+    total_steps: usize,
+}
+
+impl Trainer {
+    /// Start training `model` (its parameters become the trainer's) for `total_steps` steps.
+    pub fn new(model: &GatoTransformer, total_steps: usize) -> Self {
+        Trainer {
+            config: model.config().clone(),
+            params: ParamMap::from_model(model),
+            opt: AdamW::default(),
+            step: 0,
+            total_steps,
+        }
+    }
+
+    /// The model the current parameters define (no weight is copied).
+    pub fn model(&self) -> Result<GatoTransformer> {
+        GatoTransformer::new(&mut self.params.clone(), &self.config)
+    }
+
+    /// The parameters, by checkpoint name.
+    pub fn params(&self) -> &ParamMap {
+        &self.params
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> usize {
+        self.step
+    }
+
+    /// One step on `batch`. A non-finite loss or gradient is an error naming the step, and leaves the parameters
+    /// as they were.
+    pub fn step(
+        &mut self,
+        be: &dyn Backend,
+        batch: &TokenBatch,
+        mode: EmbeddingMode,
+    ) -> Result<StepReport> {
+        let model = self.model()?;
+        let (loss, grads) = model.loss_and_gradients(be, batch, mode)?;
+        let step = self.step;
+        if !loss.loss.is_finite() {
+            return Err(Error::NonFinite {
+                field: format!("loss at step {step}"),
+                index: 0,
+                value: loss.loss,
+            });
+        }
+        let grad_norm = AdamW::global_norm(be, &grads).map_err(|e| match e {
+            Error::NonFinite {
+                field,
+                index,
+                value,
+            } => Error::NonFinite {
+                field: format!("{field} at step {step}"),
+                index,
+                value,
+            },
+            other => other,
+        })?;
+        let t = &self.config.training;
+        let lr = learning_rate(t, step, self.total_steps);
+        let scale = clip_scale(grad_norm, t.gradient_clip_norm);
+        self.opt.step(be, t, &mut self.params, &grads, lr, scale)?;
+        self.step += 1;
+        Ok(StepReport {
+            step,
+            loss: loss.loss,
+            targets: loss.targets,
+            grad_norm,
+            lr,
+        })
+    }
+}
