@@ -33,6 +33,35 @@ impl AdamW {
         self.t
     }
 
+    /// The moments, `m.{name}` and `v.{name}`, for a checkpoint.
+    pub(crate) fn moments(&self) -> impl Iterator<Item = (String, &Vec<f32>)> {
+        self.m
+            .iter()
+            .map(|(n, v)| (format!("m.{n}"), v))
+            .chain(self.v.iter().map(|(n, v)| (format!("v.{n}"), v)))
+    }
+
+    /// State restored from a checkpoint: `moments` named as [`Self::moments`] names them, `t` steps taken.
+    pub(crate) fn from_parts(moments: BTreeMap<String, Vec<f32>>, t: u64) -> Result<Self> {
+        let mut a = AdamW {
+            t,
+            ..Default::default()
+        };
+        for (name, values) in moments {
+            match (name.strip_prefix("m."), name.strip_prefix("v.")) {
+                (Some(p), _) => a.m.insert(p.to_string(), values),
+                (_, Some(p)) => a.v.insert(p.to_string(), values),
+                _ => {
+                    return Err(Error::invalid(
+                        "AdamW state",
+                        format!("unexpected tensor `{name}` (expected m.* or v.*)"),
+                    ))
+                }
+            };
+        }
+        Ok(a)
+    }
+
     /// The global norm of `grads` (over every parameter of `params`; a parameter without a gradient counts as
     /// zero), in f64. Errors on a non-finite gradient, naming the parameter.
     pub fn global_norm(be: &dyn Backend, grads: &Gradients) -> Result<f64> {

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod adamw;
+pub mod checkpoint;
 mod params;
 mod schedule;
 mod trainer;

@@ -8,6 +8,9 @@ use crate::adamw::{clip_scale, AdamW};
 use crate::params::ParamMap;
 use crate::schedule::learning_rate;
 
+/// One optimiser moment for a checkpoint: its name (`m.{param}` or `v.{param}`), values and dims.
+pub(crate) type Moment = (String, Vec<f32>, Vec<usize>);
+
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepReport {
@@ -58,6 +61,69 @@ impl Trainer {
     /// Steps taken.
     pub fn steps(&self) -> usize {
         self.step
+    }
+
+    /// The optimiser's moments as `(name, values, dims)` and the step counts as a JSON object (sorted keys).
+    pub(crate) fn optimizer_state(&self) -> (Vec<Moment>, String) {
+        let moments = self
+            .opt
+            .moments()
+            .map(|(name, values)| {
+                let param = name.get(2..).unwrap_or_default();
+                let dims = self
+                    .params
+                    .0
+                    .get(param)
+                    .map_or(vec![values.len()], |t| t.dims().to_vec());
+                (name, values.clone(), dims)
+            })
+            .collect();
+        let state = format!(
+            "{{\"adam_steps\":{},\"step\":{}}}",
+            self.opt.steps(),
+            self.step
+        );
+        (moments, state)
+    }
+
+    /// A trainer continuing from a checkpoint: `model`'s parameters, the optimiser's `moments` and `state` (as
+    /// [`Self::optimizer_state`] wrote them). Every moment must match its parameter's size.
+    pub(crate) fn resume(
+        model: &GatoTransformer,
+        total_steps: usize,
+        moments: std::collections::BTreeMap<String, Vec<f32>>,
+        state: &str,
+    ) -> Result<Self> {
+        let bad = |detail: String| Error::invalid("training checkpoint", detail);
+        let v: serde_json::Value =
+            serde_json::from_str(state).map_err(|e| bad(format!("state {state:?}: {e}")))?;
+        let field = |k: &str| {
+            v[k].as_u64()
+                .ok_or_else(|| bad(format!("state {state:?} has no `{k}`")))
+        };
+        let (adam_steps, step) = (field("adam_steps")?, field("step")? as usize);
+        let params = ParamMap::from_model(model);
+        for (name, values) in &moments {
+            let p = name.get(2..).unwrap_or_default();
+            match params.0.get(p) {
+                Some(t) if t.elem_count() == values.len() => {}
+                Some(t) => {
+                    return Err(bad(format!(
+                        "`{name}` holds {} values, parameter `{p}` has {}",
+                        values.len(),
+                        t.elem_count()
+                    )))
+                }
+                None => return Err(bad(format!("`{name}`: the model has no parameter `{p}`"))),
+            }
+        }
+        Ok(Trainer {
+            config: model.config().clone(),
+            params,
+            opt: AdamW::from_parts(moments, adam_steps)?,
+            step,
+            total_steps,
+        })
     }
 
     /// One step on `batch`. A non-finite loss or gradient is an error naming the step, and leaves the parameters

@@ -59,6 +59,17 @@ pub fn save(
     dtype: DType,
     overwrite: Overwrite,
 ) -> Result<()> {
+    atomic_dir::write_dir(dir, overwrite, |tmp| write_files(model, be, tmp, dtype))
+}
+
+/// Write `config.json` and `model.safetensors` into the existing directory `dir`, not atomically: for a caller
+/// that writes more files into the same atomic step (training's checkpoints add the optimiser state).
+pub fn write_files(
+    model: &GatoTransformer,
+    be: &dyn Backend,
+    dir: &Path,
+    dtype: DType,
+) -> Result<()> {
     let st_dtype = match dtype {
         DType::F32 => Dtype::F32,
         DType::F16 => Dtype::F16,
@@ -102,11 +113,9 @@ pub fn save(
     // differ byte for byte.
     let meta: HashMap<String, String> =
         [("format".to_string(), "gato-rs checkpoint v1".to_string())].into();
-    atomic_dir::write_dir(dir, overwrite, |tmp| {
-        model.config().save(&tmp.join(CONFIG_FILE))?;
-        safetensors::serialize_to_file(views, Some(meta), &tmp.join(WEIGHTS_FILE))
-            .map_err(|e| ckpt_err(dir, vec![format!("cannot write {WEIGHTS_FILE}: {e}")]))
-    })
+    model.config().save(&dir.join(CONFIG_FILE))?;
+    safetensors::serialize_to_file(views, Some(meta), &dir.join(WEIGHTS_FILE))
+        .map_err(|e| ckpt_err(dir, vec![format!("cannot write {WEIGHTS_FILE}: {e}")]))
 }
 
 /// Looks parameters up in a safetensors file, recording every problem.
