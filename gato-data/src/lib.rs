@@ -13,8 +13,10 @@
 
 mod error;
 pub mod format;
+pub mod pipeline;
 mod reader;
 
 pub use error::{DataError, Result};
 pub use format::{EpisodeMeta, FieldMeta, FieldModality, Role, FORMAT_NAME, FORMAT_VERSION};
+pub use pipeline::{Dataset, Task};
 pub use reader::{EpisodeFile, Summary};
