@@ -84,15 +84,7 @@ mod tests {
     use crate::reference as r;
 
     fn values(n: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-            })
-            .collect()
+        crate::reference::test_values(n, seed, -1.0, 1.0)
     }
 
     /// Central differences of `Σ w·attention(q, k, v)` for each of q, k and v, causal with a cache offset and a

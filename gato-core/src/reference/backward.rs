@@ -148,19 +148,7 @@ pub fn cross_entropy(logits: &[f64], v: usize, targets: &[u32], scale: f64) -> (
 mod tests {
     use super::*;
     use crate::reference as r;
-
-    /// A small deterministic generator for test values in `[lo, hi)`.
-    fn values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
-            })
-            .collect()
-    }
+    use crate::reference::test_values as values;
 
     /// Central differences of `L(x) = Σ w·f(x)` against the analytic `dL/dx`.
     fn check(what: &str, x: &[f64], w: &[f64], f: impl Fn(&[f64]) -> Vec<f64>, grad: &[f64]) {

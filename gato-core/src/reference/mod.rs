@@ -340,3 +340,17 @@ pub fn permute(x: &[f64], dims: &[usize], perm: &[usize]) -> (Vec<f64>, Vec<usiz
         .collect();
     (out, od)
 }
+
+/// `n` deterministic test values in `[lo, hi)` from `seed` (xorshift64), shared by the gradient checks.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
+        })
+        .collect()
+}

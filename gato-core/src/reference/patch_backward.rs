@@ -100,18 +100,7 @@ pub fn conv2d_backward(
 mod tests {
     use super::*;
     use crate::reference as r;
-
-    fn values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64)
-            })
-            .collect()
-    }
+    use crate::reference::test_values as values;
 
     fn check(what: &str, x: &[f64], w: &[f64], f: impl Fn(&[f64]) -> Vec<f64>, grad: &[f64]) {
         let h = 1e-6;

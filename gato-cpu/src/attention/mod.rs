@@ -8,11 +8,13 @@ pub(crate) mod kernels;
 pub(crate) mod softmax;
 
 use gato_core::backend::AttentionSpec;
+use gato_core::dtype::HostSlice;
 use gato_core::error::Result;
 use gato_core::ops;
 use gato_core::shape::Shape;
 use gato_core::tensor::Tensor;
 use gato_core::AttentionOps;
+use gato_core::MemoryOps;
 
 use crate::CpuBackend;
 
@@ -123,8 +125,8 @@ impl AttentionOps for CpuBackend {
         let dq = self.compute_f32(OP, q.shape().clone(), |dq| {
             backward::backward(qv, kv, vv, ov, lv, gv, &d, spec, (dq, &mut dk, &mut dv))
         })?;
-        let dk = self.compute_f32(OP, k.shape().clone(), |o| o.copy_from_slice(&dk))?;
-        let dv = self.compute_f32(OP, v.shape().clone(), |o| o.copy_from_slice(&dv))?;
+        let dk = self.upload(HostSlice::F32(&dk), k.shape())?;
+        let dv = self.upload(HostSlice::F32(&dv), v.shape())?;
         Ok((dq, dk, dv))
     }
 }

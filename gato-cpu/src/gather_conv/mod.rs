@@ -3,11 +3,13 @@
 pub(crate) mod conv;
 
 use gato_core::backend::Conv2dSpec;
+use gato_core::dtype::HostSlice;
 use gato_core::error::Result;
 use gato_core::ops;
 use gato_core::shape::Shape;
 use gato_core::tensor::Tensor;
 use gato_core::GatherConvOps;
+use gato_core::MemoryOps;
 
 use crate::CpuBackend;
 
@@ -74,8 +76,8 @@ impl GatherConvOps for CpuBackend {
         let dx = self.compute_f32(OP, x.shape().clone(), |dx| {
             conv::conv2d_backward(xv, wv, gv, &d, (dx, &mut dw, &mut db))
         })?;
-        let dw = self.compute_f32(OP, w.shape().clone(), |o| o.copy_from_slice(&dw))?;
-        let db = self.compute_f32(OP, Shape::new([d.o]), |o| o.copy_from_slice(&db))?;
+        let dw = self.upload(HostSlice::F32(&dw), w.shape())?;
+        let db = self.upload(HostSlice::F32(&db), &Shape::new([d.o]))?;
         Ok((dx, dw, db))
     }
 }

@@ -3,12 +3,32 @@
 pub(crate) mod backward;
 pub(crate) mod kernels;
 
+use gato_core::dtype::HostSlice;
 use gato_core::error::Result;
 use gato_core::ops;
+use gato_core::shape::Shape;
 use gato_core::tensor::Tensor;
+use gato_core::MemoryOps;
 use gato_core::NormOps;
 
 use crate::CpuBackend;
+
+impl CpuBackend {
+    /// The per-row (or per-group) statistics a train forward saves, as a `mean` and an `rstd` tensor of `shape`.
+    fn stats_tensors(&self, stats: &[(f32, f32)], shape: Shape) -> Result<(Tensor, Tensor)> {
+        let (mean, rstd): (Vec<f32>, Vec<f32>) = stats.iter().copied().unzip();
+        Ok((
+            self.upload(HostSlice::F32(&mean), &shape)?,
+            self.upload(HostSlice::F32(&rstd), &shape)?,
+        ))
+    }
+
+    /// Saved statistics back as `(mean, rstd)` pairs.
+    fn stats_of(&self, op: &'static str, mean: &Tensor, rstd: &Tensor) -> Result<Vec<(f32, f32)>> {
+        let (m, r) = (self.f32s(op, "mean", mean)?, self.f32s(op, "rstd", rstd)?);
+        Ok(m.iter().copied().zip(r.iter().copied()).collect())
+    }
+}
 
 impl NormOps for CpuBackend {
     fn layer_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Tensor> {
@@ -55,12 +75,8 @@ impl NormOps for CpuBackend {
         let xv = self.f32s(OP, "x", x)?;
         let y = self.layer_norm(x, gamma, beta, eps)?;
         let stats = self.run(|| backward::layer_norm_stats(xv, d, eps));
-        let column = |pick: fn(&(f32, f32)) -> f32| {
-            self.compute_f32(OP, gato_core::Shape::new([rows]), |out| {
-                out.iter_mut().zip(&stats).for_each(|(o, s)| *o = pick(s))
-            })
-        };
-        Ok((y, column(|s| s.0)?, column(|s| s.1)?))
+        let (mean, rstd) = self.stats_tensors(&stats, [rows].into())?;
+        Ok((y, mean, rstd))
     }
 
     fn layer_norm_backward(
@@ -84,8 +100,7 @@ impl NormOps for CpuBackend {
             self.f32s(OP, "dy", dy)?,
             self.f32s(OP, "gamma", gamma)?,
         );
-        let (m, r) = (self.f32s(OP, "mean", mean)?, self.f32s(OP, "rstd", rstd)?);
-        let stats: Vec<(f32, f32)> = m.iter().copied().zip(r.iter().copied()).collect();
+        let stats = self.stats_of(OP, mean, rstd)?;
         let dx = self.compute_f32(OP, x.shape().clone(), |out| {
             backward::layer_norm_dx(xv, gv, d, w, &stats, out)
         })?;
@@ -93,9 +108,7 @@ impl NormOps for CpuBackend {
         let dgamma = self.compute_f32(OP, gato_core::Shape::new([d]), |out| {
             backward::layer_norm_dparams(xv, gv, d, &stats, out, &mut dbeta)
         })?;
-        let dbeta = self.compute_f32(OP, gato_core::Shape::new([d]), |out| {
-            out.copy_from_slice(&dbeta)
-        })?;
+        let dbeta = self.upload(HostSlice::F32(&dbeta), &[d].into())?;
         Ok((dx, dgamma, dbeta))
     }
 
@@ -112,12 +125,8 @@ impl NormOps for CpuBackend {
         let y = self.group_norm(x, groups, gamma, beta, eps)?;
         let xv = self.f32s(OP, "x", x)?;
         let stats = self.run(|| backward::group_norm_stats(xv, d.c / d.groups * d.hw, eps));
-        let column = |pick: fn(&(f32, f32)) -> f32| {
-            self.compute_f32(OP, gato_core::Shape::new([d.n, groups]), |out| {
-                out.iter_mut().zip(&stats).for_each(|(o, s)| *o = pick(s))
-            })
-        };
-        Ok((y, column(|s| s.0)?, column(|s| s.1)?))
+        let (mean, rstd) = self.stats_tensors(&stats, [d.n, groups].into())?;
+        Ok((y, mean, rstd))
     }
 
     fn group_norm_backward(
@@ -143,15 +152,16 @@ impl NormOps for CpuBackend {
             self.f32s(OP, "dy", dy)?,
             self.f32s(OP, "gamma", gamma)?,
         );
-        let (m, r) = (self.f32s(OP, "mean", mean)?, self.f32s(OP, "rstd", rstd)?);
-        let stats: Vec<(f32, f32)> = m.iter().copied().zip(r.iter().copied()).collect();
+        let stats = self.stats_of(OP, mean, rstd)?;
         let (mut dg, mut db) = (vec![0f32; d.c], vec![0f32; d.c]);
         let dx = self.compute_f32(OP, x.shape().clone(), |out| {
             backward::group_norm_backward(xv, gv, &d, w, &stats, out, &mut dg, &mut db)
         })?;
-        let vector = |v: &[f32]| {
-            self.compute_f32(OP, gato_core::Shape::new([d.c]), |o| o.copy_from_slice(v))
-        };
-        Ok((dx, vector(&dg)?, vector(&db)?))
+        let c: Shape = [d.c].into();
+        Ok((
+            dx,
+            self.upload(HostSlice::F32(&dg), &c)?,
+            self.upload(HostSlice::F32(&db), &c)?,
+        ))
     }
 }
