@@ -13,6 +13,19 @@ use crate::gradients::Gradients;
 use crate::kv_cache::LayerCache;
 use crate::layers::Linear;
 
+/// What [`Attention::backward`] needs from [`Attention::forward_train`].
+pub struct AttentionSaved {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    /// Per-head output `[B, H, T, K]`.
+    y: Tensor,
+    lse: Tensor,
+    /// The output merged over heads, `[B, T, H·K]` (the output projection's input).
+    merged: Tensor,
+    spec: AttentionSpec,
+}
+
 /// One attention layer.
 pub struct Attention {
     /// Query projection `[W, H·K]`.
@@ -91,22 +104,17 @@ impl Attention {
         self.o.forward(be, &y)
     }
 
-    /// The backward of [`Self::forward`] over a whole sequence (no cache) at input `x` `[B, T, W]`: Q, K and V
-    /// are recomputed, attention's backward rebuilds the probabilities from the saved row log-sum-exp
-    /// (design.md §8), each projection's gradients are added under `{name}.q|k|v|o`; returns `dx`.
-    pub fn backward(
+    /// [`Self::forward`] over a whole sequence (no cache) at input `x` `[B, T, W]`, also returning what the
+    /// backward needs: the per-head Q, K, V and output, the row log-sum-exp (design.md §8) and the merged output.
+    pub fn forward_train(
         &self,
         be: &dyn Backend,
         x: &Tensor,
         kv_len: Option<Vec<usize>>,
-        dy: &Tensor,
-        name: &str,
-        grads: &mut Gradients,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, AttentionSaved)> {
         let (b, t) = (x.dims()[0], x.dims()[1]);
         let (h, k) = (self.heads, self.kv);
         let split = |y: Tensor| be.permute(&y.reshape([b, t, h, k])?, &[0, 2, 1, 3]);
-        let merge = |y: &Tensor| be.permute(y, &[0, 2, 1, 3])?.reshape([b, t, h * k]);
         let (q, kk, vv) = (
             split(self.q.forward(be, x)?)?,
             split(self.k.forward(be, x)?)?,
@@ -119,11 +127,44 @@ impl Attention {
             kv_len,
         };
         let (y, lse) = be.attention_train(&q, &kk, &vv, &spec)?;
+        let merged = be.permute(&y, &[0, 2, 1, 3])?.reshape([b, t, h * k])?;
+        let out = self.o.forward(be, &merged)?;
+        Ok((
+            out,
+            AttentionSaved {
+                q,
+                k: kk,
+                v: vv,
+                y,
+                lse,
+                merged,
+                spec,
+            },
+        ))
+    }
+
+    /// The backward of [`Self::forward_train`] at input `x` from what it saved: attention's backward rebuilds the
+    /// probabilities from the row log-sum-exp, each projection's gradients are added under `{name}.q|k|v|o`;
+    /// returns `dx`.
+    pub fn backward(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        saved: &AttentionSaved,
+        dy: &Tensor,
+        name: &str,
+        grads: &mut Gradients,
+    ) -> Result<Tensor> {
+        let (b, t) = (x.dims()[0], x.dims()[1]);
+        let (h, k) = (self.heads, self.kv);
+        let split = |y: Tensor| be.permute(&y.reshape([b, t, h, k])?, &[0, 2, 1, 3]);
+        let merge = |y: &Tensor| be.permute(y, &[0, 2, 1, 3])?.reshape([b, t, h * k]);
+        let s = saved;
         let dmerged = self
             .o
-            .backward(be, &merge(&y)?, dy, &format!("{name}.o"), grads)?;
+            .backward(be, &s.merged, dy, &format!("{name}.o"), grads)?;
         let dyh = split(dmerged)?;
-        let (dq, dk, dv) = be.attention_backward(&q, &kk, &vv, &y, &lse, &dyh, &spec)?;
+        let (dq, dk, dv) = be.attention_backward(&s.q, &s.k, &s.v, &s.y, &s.lse, &dyh, &s.spec)?;
         let mut dx = self
             .q
             .backward(be, x, &merge(&dq)?, &format!("{name}.q"), grads)?;

@@ -69,23 +69,24 @@ impl DecoderBlock {
         grads: &mut Gradients,
     ) -> Result<Tensor> {
         let p = format!("blocks.{i}");
-        let a_in = self.ln1.forward(be, x)?;
-        let a = self.attn.forward(be, &a_in, kv_len.clone(), None, 0)?;
+        // The forward once more, keeping what each layer's backward needs.
+        let (a_in, ln1) = self.ln1.forward_train(be, x)?;
+        let (a, attn) = self.attn.forward_train(be, &a_in, kv_len)?;
         let x1 = be.binary(BinaryOp::Add, x, &a)?;
-        let f_in = self.ln2.forward(be, &x1)?;
+        let (f_in, ln2) = self.ln2.forward_train(be, &x1)?;
         // y = x1 + FFN(LN2(x1)).
         let df_in = self.ff.backward(be, &f_in, dy, &format!("{p}.ff"), grads)?;
         let dx1_ff = self
             .ln2
-            .backward(be, &x1, &df_in, &format!("{p}.ln2"), grads)?;
+            .backward(be, &x1, &ln2, &df_in, &format!("{p}.ln2"), grads)?;
         let dx1 = be.binary(BinaryOp::Add, dy, &dx1_ff)?;
         // x1 = x + Attn(LN1(x)).
         let da_in = self
             .attn
-            .backward(be, &a_in, kv_len, &dx1, &format!("{p}.attn"), grads)?;
+            .backward(be, &a_in, &attn, &dx1, &format!("{p}.attn"), grads)?;
         let dx_attn = self
             .ln1
-            .backward(be, x, &da_in, &format!("{p}.ln1"), grads)?;
+            .backward(be, x, &ln1, &da_in, &format!("{p}.ln1"), grads)?;
         be.binary(BinaryOp::Add, &dx1, &dx_attn)
     }
 

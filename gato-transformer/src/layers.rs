@@ -95,6 +95,12 @@ impl Linear {
     }
 }
 
+/// Each row's mean and `1/√(var + eps)`, saved by [`LayerNorm::forward_train`] for its backward.
+pub struct NormStats {
+    mean: Tensor,
+    rstd: Tensor,
+}
+
 /// LayerNorm over the last dim (eps 1e-5 by default).
 pub struct LayerNorm {
     /// γ `[width]`.
@@ -120,18 +126,24 @@ impl LayerNorm {
         backend.layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 
-    /// The backward of [`Self::forward`] at input `x` (statistics recomputed): adds `dγ`, `dβ` under
+    /// [`Self::forward`] that also returns the statistics its backward needs.
+    pub fn forward_train(&self, be: &dyn Backend, x: &Tensor) -> Result<(Tensor, NormStats)> {
+        let (y, mean, rstd) = be.layer_norm_train(x, &self.weight, &self.bias, self.eps)?;
+        Ok((y, NormStats { mean, rstd }))
+    }
+
+    /// The backward at input `x` from the statistics [`Self::forward_train`] saved: adds `dγ`, `dβ` under
     /// `{name}.weight` / `{name}.bias`, returns `dx`.
     pub fn backward(
         &self,
         be: &dyn Backend,
         x: &Tensor,
+        stats: &NormStats,
         dy: &Tensor,
         name: &str,
         grads: &mut Gradients,
     ) -> Result<Tensor> {
-        let (_, mean, rstd) = be.layer_norm_train(x, &self.weight, &self.bias, self.eps)?;
-        let (dx, dg, db) = be.layer_norm_backward(dy, x, &self.weight, &mean, &rstd)?;
+        let (dx, dg, db) = be.layer_norm_backward(dy, x, &self.weight, &stats.mean, &stats.rstd)?;
         grads.add(be, format!("{name}.weight"), dg)?;
         grads.add(be, format!("{name}.bias"), db)?;
         Ok(dx)

@@ -310,7 +310,7 @@ impl GatoTransformer {
                 inputs.push(x);
                 x = next;
             }
-            let h = self.final_ln.forward(be, &x)?;
+            let (h, final_stats) = self.final_ln.forward_train(be, &x)?;
             // Logits at the positions that predict a target, and the fused cross-entropy.
             let (n, w) = (batch.batch * batch.seq_len, self.config.layer_width);
             let row_ids =
@@ -345,9 +345,9 @@ impl GatoTransformer {
                 batch.seq_len,
                 w,
             ])?;
-            let mut dx = self
-                .final_ln
-                .backward(be, &x, &dh, "final_ln", &mut grads)?;
+            let mut dx =
+                self.final_ln
+                    .backward(be, &x, &final_stats, &dh, "final_ln", &mut grads)?;
             for (i, (b, input)) in self.blocks.iter().zip(&inputs).enumerate().rev() {
                 dx = b.backward(be, input, kv_len.clone(), &dx, i, &mut grads)?;
             }
