@@ -12,6 +12,9 @@ use gato_transformer::Gradients;
 
 use crate::params::ParamMap;
 
+/// Gradients on the host, by parameter name.
+pub type HostGradients = BTreeMap<String, Vec<f32>>;
+
 /// Whether a parameter is weight-decayed: matrices, embedding tables and convolution kernels (rank ≥ 2) are;
 /// biases and normalisation scales and offsets (rank 1) are not, as in GPT-2-style training — decaying a norm's
 /// scale towards zero fights the normalisation it exists to undo.
@@ -62,10 +65,10 @@ impl AdamW {
         Ok(a)
     }
 
-    /// The global norm of `grads` (over every parameter of `params`; a parameter without a gradient counts as
-    /// zero), in f64. Errors on a non-finite gradient, naming the parameter.
-    pub fn global_norm(be: &dyn Backend, grads: &Gradients) -> Result<f64> {
-        let mut sum = 0f64;
+    /// Every gradient on the host, read from the backend once per step; a non-finite value is an error naming the
+    /// parameter and index.
+    pub fn host_gradients(be: &dyn Backend, grads: &Gradients) -> Result<HostGradients> {
+        let mut out = BTreeMap::new();
         for (name, g) in grads.iter() {
             let g = be.download(g)?.into_f32().unwrap_or_default();
             if let Some(i) = g.iter().position(|x| !x.is_finite()) {
@@ -75,9 +78,18 @@ impl AdamW {
                     value: g[i] as f64,
                 });
             }
-            sum += g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+            out.insert(name.clone(), g);
         }
-        Ok(sum.sqrt())
+        Ok(out)
+    }
+
+    /// The global norm of `grads` (a parameter without a gradient counts as zero), in f64.
+    pub fn global_norm(grads: &HostGradients) -> f64 {
+        grads
+            .values()
+            .flat_map(|g| g.iter().map(|&x| (x as f64) * (x as f64)))
+            .sum::<f64>()
+            .sqrt()
     }
 
     /// One AdamW step at learning rate `lr` over every parameter, the gradients first scaled by `clip_scale`.
@@ -86,7 +98,7 @@ impl AdamW {
         be: &dyn Backend,
         cfg: &TrainingConfig,
         params: &mut ParamMap,
-        grads: &Gradients,
+        grads: &HostGradients,
         lr: f64,
         clip_scale: f64,
     ) -> Result<()> {
@@ -100,9 +112,13 @@ impl AdamW {
         let (c1, c2) = (1.0 - b1.powi(self.t as i32), 1.0 - b2.powi(self.t as i32));
         for (name, p) in params.0.iter_mut() {
             let mut values = be.download(p)?.into_f32().unwrap_or_default();
+            let zeros;
             let g = match grads.get(name) {
-                Some(g) => be.download(g)?.into_f32().unwrap_or_default(),
-                None => vec![0.0; values.len()],
+                Some(g) => g,
+                None => {
+                    zeros = vec![0.0; values.len()];
+                    &zeros
+                }
             };
             let m = self
                 .m

@@ -17,7 +17,7 @@ mod params;
 mod schedule;
 mod trainer;
 
-pub use adamw::{clip_scale, decays, AdamW};
+pub use adamw::{clip_scale, decays, AdamW, HostGradients};
 pub use params::ParamMap;
 pub use schedule::learning_rate;
 pub use trainer::{StepReport, Trainer};

@@ -144,7 +144,7 @@ impl Trainer {
                 value: loss.loss,
             });
         }
-        let grad_norm = AdamW::global_norm(be, &grads).map_err(|e| match e {
+        let host = AdamW::host_gradients(be, &grads).map_err(|e| match e {
             Error::NonFinite {
                 field,
                 index,
@@ -156,10 +156,11 @@ impl Trainer {
             },
             other => other,
         })?;
+        let grad_norm = AdamW::global_norm(&host);
         let t = &self.config.training;
         let lr = learning_rate(t, step, self.total_steps);
         let scale = clip_scale(grad_norm, t.gradient_clip_norm);
-        self.opt.step(be, t, &mut self.params, &grads, lr, scale)?;
+        self.opt.step(be, t, &mut self.params, &host, lr, scale)?;
         self.step += 1;
         Ok(StepReport {
             step,
