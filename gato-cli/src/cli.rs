@@ -55,7 +55,7 @@ pub enum Command {
     },
     /// Show a config (preset or config.json) and its parameter count per component.
     Info {
-        /// Preset (tiny, small, baseline, large) or path to a config.json.
+        /// Preset (tiny, nano, small, baseline, large) or path to a config.json.
         #[arg(long, default_value = "small", value_name = "NAME|PATH")]
         config: String,
         /// Output format.
@@ -147,6 +147,9 @@ pub enum Command {
         #[command(flatten)]
         format: Format,
     },
+    /// Train a model by behaviour cloning on episode files (design.md §8): progress bar, metrics.jsonl,
+    /// loss.png and checkpoints under --out; --resume continues a run bit for bit.
+    Train(TrainArgs),
     /// Write a config preset as config.json (to edit and pass to --config).
     Config {
         /// Preset to start from.
@@ -197,6 +200,61 @@ pub struct TokenizeArgs {
     /// Output format.
     #[command(flatten)]
     pub format: Format,
+}
+
+/// Arguments of `gato train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Preset or config.json of a new model (its `training` section sets the optimiser and schedule).
+    #[arg(
+        long,
+        default_value = "nano",
+        value_name = "NAME|PATH",
+        conflicts_with = "resume"
+    )]
+    pub config: String,
+    /// Episode files, or directories of them (`*.safetensors`); one task per environment.
+    #[arg(long, num_args = 1.., value_name = "DIR|FILE")]
+    pub data: Vec<PathBuf>,
+    /// Optimiser steps of the whole run (the schedule spans them; a resumed run keeps its own unless given).
+    #[arg(long, value_name = "N")]
+    pub steps: Option<usize>,
+    /// Sequences per micro-batch (default: the config's `training.batch_size`).
+    #[arg(long, value_name = "B")]
+    pub batch: Option<usize>,
+    /// Micro-batches per optimiser step (gradient accumulation; default 1).
+    #[arg(long, value_name = "K")]
+    pub accumulate: Option<usize>,
+    /// Tokens per training sequence (default and maximum: the model's context).
+    #[arg(long, value_name = "L")]
+    pub seq: Option<usize>,
+    /// Output directory: checkpoints/, metrics.jsonl, loss.png.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Continue the run of this output directory or checkpoint (its config, data, seed and batch shape).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Validate on the held-out episodes every N steps (and at the end; 0: only at the end).
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
+    /// Write a checkpoint every N steps (and at the end; 0: only at the end).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Checkpoints kept under --out (the newest; default 2).
+    #[arg(long, value_name = "N")]
+    pub keep_checkpoints: Option<usize>,
+    /// Seed of the initial weights, the data order, patch positions and dropout.
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Fraction of each task's episodes held out for validation (the last ones).
+    #[arg(long, default_value_t = 0.1, value_name = "F")]
+    pub validation_fraction: f64,
+    /// Text tokenizer for text fields.
+    #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
+    pub text_tokenizer: String,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `gato forward`.

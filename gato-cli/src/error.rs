@@ -17,6 +17,9 @@ pub enum CliError {
     /// From gato-agent (acting).
     #[error(transparent)]
     Agent(#[from] gato_agent::Error),
+    /// From gato-train (a training run).
+    #[error(transparent)]
+    Train(#[from] gato_train::TrainError),
     /// From gato-data (episode files).
     #[error(transparent)]
     Data(#[from] gato_data::DataError),
@@ -38,6 +41,9 @@ pub enum CliError {
         /// Each failure, naming its file.
         detail: String,
     },
+    /// The command was interrupted by a signal after saving its work (exit status 130).
+    #[error("{0}")]
+    Interrupted(String),
     /// An unreadable or undecodable image file.
     #[error("cannot read image {path}: {reason}")]
     Image {

@@ -23,13 +23,14 @@ mod cli;
 mod commands;
 mod error;
 mod output;
+mod plot;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use cli::{ActArgs, Cli, Command, ForwardArgs, TokenizeArgs};
+pub use cli::{ActArgs, Cli, Command, ForwardArgs, TokenizeArgs, TrainArgs};
 pub use error::CliError;
 
 /// Backends every `gato` binary built from this crate must have registered.
@@ -54,7 +55,12 @@ where
 {
     // SIGINT, SIGTERM: remove the temporary directory of a checkpoint being written, then exit as interrupted.
     // (An embedding application that installed its own handler keeps it.)
+    // `gato train` asks for a graceful stop instead: the first signal finishes the step and writes a checkpoint,
+    // a second one exits at once.
     let _ = ctrlc::set_handler(|| {
+        if commands::request_graceful_stop() {
+            return;
+        }
         gato_transformer::atomic_dir::remove_pending();
         std::process::exit(130);
     });
@@ -67,6 +73,10 @@ where
     };
     match commands::dispatch(&cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Interrupted(msg)) => {
+            output::error(&msg);
+            ExitCode::from(130)
+        }
         Err(e) => {
             output::error(&e.to_string());
             ExitCode::FAILURE

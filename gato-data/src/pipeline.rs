@@ -177,8 +177,9 @@ impl Dataset {
         to_batch(&seqs.iter().collect::<Vec<_>>())
     }
 
-    /// Every validation window of every task, without prompts, by task: `(task, batch of its windows)`.
-    pub fn validation(&self) -> Vec<(String, TokenBatch)> {
+    /// Every validation window of every task with held-out episodes, without prompts, by task:
+    /// `(task, its windows)`; batch them with [`gato_tokenizers::to_batch`] in chunks of the size memory allows.
+    pub fn validation(&self) -> Vec<(String, Vec<TokenSequence>)> {
         self.tasks
             .iter()
             .filter(|t| !t.validation.is_empty())
@@ -193,7 +194,7 @@ impl Dataset {
                             .map(|w| ep.slice(&w))
                     })
                     .collect();
-                (t.name.clone(), to_batch(&seqs.iter().collect::<Vec<_>>()))
+                (t.name.clone(), seqs)
             })
             .collect()
     }

@@ -23,9 +23,24 @@ fn err(dir: &Path, detail: impl Into<String>) -> Error {
     }
 }
 
+/// The training run's description inside a checkpoint written by a run (`gato_train::run`): its seed, batch
+/// shape and data, so `--resume` continues the same run.
+pub const RUN_FILE: &str = "run.json";
+
 /// Write `trainer` to the checkpoint directory `dir` (atomically; an existing one only with
 /// [`Overwrite::Replace`]).
 pub fn save(trainer: &Trainer, be: &dyn Backend, dir: &Path, overwrite: Overwrite) -> Result<()> {
+    save_with_run(trainer, be, dir, overwrite, None)
+}
+
+/// [`save`], with the run's description (`run`, JSON) written as [`RUN_FILE`] in the same atomic step.
+pub fn save_with_run(
+    trainer: &Trainer,
+    be: &dyn Backend,
+    dir: &Path,
+    overwrite: Overwrite,
+    run: Option<&str>,
+) -> Result<()> {
     let model = trainer.model()?;
     let (moments, state) = trainer.optimizer_state();
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = moments
@@ -51,7 +66,12 @@ pub fn save(trainer: &Trainer, be: &dyn Backend, dir: &Path, overwrite: Overwrit
     atomic_dir::write_dir(dir, overwrite, |tmp| {
         checkpoint::write_files(&model, be, tmp, DType::F32)?;
         safetensors::serialize_to_file(views, Some(meta), &tmp.join(OPTIMIZER_FILE))
-            .map_err(|e| err(dir, format!("cannot write {OPTIMIZER_FILE}: {e}")))
+            .map_err(|e| err(dir, format!("cannot write {OPTIMIZER_FILE}: {e}")))?;
+        if let Some(run) = run {
+            std::fs::write(tmp.join(RUN_FILE), run)
+                .map_err(|e| err(dir, format!("cannot write {RUN_FILE}: {e}")))?;
+        }
+        Ok(())
     })
 }
 

@@ -13,11 +13,14 @@
 
 mod adamw;
 pub mod checkpoint;
+mod error;
 mod params;
+pub mod run;
 mod schedule;
 mod trainer;
 
 pub use adamw::{clip_scale, decays, AdamW, HostGradients};
+pub use error::{RunResult, TrainError};
 pub use params::ParamMap;
 pub use schedule::learning_rate;
-pub use trainer::{StepReport, Trainer};
+pub use trainer::{accumulated_gradients, StepReport, Trainer};

@@ -2,9 +2,9 @@
 //! gradients, global-norm clipping, the scheduled learning rate and AdamW.
 
 use gato_core::{Backend, EmbeddingMode, Error, GatoConfig, Result, TokenBatch};
-use gato_transformer::GatoTransformer;
+use gato_transformer::{Dropout, GatoTransformer};
 
-use crate::adamw::{clip_scale, AdamW};
+use crate::adamw::{clip_scale, AdamW, HostGradients};
 use crate::params::ParamMap;
 use crate::schedule::learning_rate;
 
@@ -51,6 +51,11 @@ impl Trainer {
     /// The model the current parameters define (no weight is copied).
     pub fn model(&self) -> Result<GatoTransformer> {
         GatoTransformer::new(&mut self.params.clone(), &self.config)
+    }
+
+    /// The model's configuration (with its training settings).
+    pub fn config(&self) -> &GatoConfig {
+        &self.config
     }
 
     /// The parameters, by checkpoint name.
@@ -126,36 +131,43 @@ impl Trainer {
         })
     }
 
-    /// One step on `batch`. A non-finite loss or gradient is an error naming the step, and leaves the parameters
-    /// as they were.
+    /// One step on `batch` (no dropout). See [`Self::step_accumulated`].
     pub fn step(
         &mut self,
         be: &dyn Backend,
         batch: &TokenBatch,
         mode: EmbeddingMode,
     ) -> Result<StepReport> {
-        let model = self.model()?;
-        let (loss, grads) = model.loss_and_gradients(be, batch, mode)?;
+        self.step_accumulated(be, &[batch], mode, Dropout::OFF)
+    }
+
+    /// One optimiser step over the micro-batches `batches` (gradient accumulation): the loss and gradients are
+    /// those of their union — each micro-batch's mean weighted by its share of the targets — then clipping, the
+    /// scheduled learning rate and AdamW. Micro-batch `i` draws its patch positions and dropout masks from the
+    /// given seeds plus `i`. A non-finite loss or gradient is an error naming the step, and leaves the parameters
+    /// as they were.
+    pub fn step_accumulated(
+        &mut self,
+        be: &dyn Backend,
+        batches: &[&TokenBatch],
+        mode: EmbeddingMode,
+        dropout: Dropout,
+    ) -> Result<StepReport> {
         let step = self.step;
-        if !loss.loss.is_finite() {
-            return Err(Error::NonFinite {
-                field: format!("loss at step {step}"),
-                index: 0,
-                value: loss.loss,
-            });
-        }
-        let host = AdamW::host_gradients(be, &grads).map_err(|e| match e {
-            Error::NonFinite {
-                field,
-                index,
-                value,
-            } => Error::NonFinite {
-                field: format!("{field} at step {step}"),
-                index,
-                value,
-            },
-            other => other,
-        })?;
+        let model = self.model()?;
+        let (loss, targets, host) = accumulated_gradients(&model, be, batches, mode, dropout)
+            .map_err(|e| match e {
+                Error::NonFinite {
+                    field,
+                    index,
+                    value,
+                } => Error::NonFinite {
+                    field: format!("{field} at step {step}"),
+                    index,
+                    value,
+                },
+                other => other,
+            })?;
         let grad_norm = AdamW::global_norm(&host);
         let t = &self.config.training;
         let lr = learning_rate(t, step, self.total_steps);
@@ -164,10 +176,67 @@ impl Trainer {
         self.step += 1;
         Ok(StepReport {
             step,
-            loss: loss.loss,
-            targets: loss.targets,
+            loss,
+            targets,
             grad_norm,
             lr,
         })
     }
+}
+
+/// The loss and host gradients of `model` over the union of `batches` (the targets of all of them weighted
+/// equally): `(loss, targets, gradients)`. Micro-batch `i` uses `mode` and `dropout` with their seeds plus `i`.
+/// A non-finite loss or gradient is an error.
+pub fn accumulated_gradients(
+    model: &GatoTransformer,
+    be: &dyn Backend,
+    batches: &[&TokenBatch],
+    mode: EmbeddingMode,
+    dropout: Dropout,
+) -> Result<(f64, usize, HostGradients)> {
+    let mut parts = Vec::with_capacity(batches.len());
+    for (i, batch) in batches.iter().enumerate() {
+        let i = i as u64;
+        let mode = match mode {
+            EmbeddingMode::Train { seed } => EmbeddingMode::Train {
+                seed: seed.wrapping_add(i),
+            },
+            EmbeddingMode::Eval => EmbeddingMode::Eval,
+        };
+        let dropout = Dropout {
+            seed: dropout.seed.wrapping_add(i),
+            ..dropout
+        };
+        let (loss, grads) = model.loss_and_gradients_with(be, batch, mode, dropout)?;
+        if !loss.loss.is_finite() {
+            return Err(Error::NonFinite {
+                field: "loss".into(),
+                index: 0,
+                value: loss.loss,
+            });
+        }
+        parts.push((loss, AdamW::host_gradients(be, &grads)?));
+    }
+    let total: usize = parts.iter().map(|(l, _)| l.targets).sum();
+    if parts.len() == 1 {
+        if let Some((l, g)) = parts.pop() {
+            return Ok((l.loss, l.targets, g));
+        }
+    }
+    let mut sum = HostGradients::new();
+    let mut loss = 0.0;
+    for (l, g) in parts {
+        if l.targets == 0 {
+            continue;
+        }
+        let w = l.targets as f64 / total as f64;
+        loss += l.loss * w;
+        for (name, values) in g {
+            let acc = sum.entry(name).or_insert_with(|| vec![0.0; values.len()]);
+            acc.iter_mut()
+                .zip(&values)
+                .for_each(|(a, &v)| *a = (*a as f64 + v as f64 * w) as f32);
+        }
+    }
+    Ok((loss, total, sum))
 }

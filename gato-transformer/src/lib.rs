@@ -12,6 +12,7 @@ pub mod attention;
 pub mod block;
 pub mod checkpoint;
 pub mod decode;
+pub mod dropout;
 pub mod feed_forward;
 pub mod gradients;
 pub mod kv_cache;
@@ -21,9 +22,10 @@ pub mod sampler;
 pub mod shapes;
 
 pub use decode::{last_logits, last_logits_in, last_logits_in_into, DecodeState, WindowPolicy};
+pub use dropout::Dropout;
 pub use gato_core::GatoConfig;
 pub use gradients::Gradients;
-pub use model::{masked_cross_entropy, single_token, GatoTransformer, LossReport};
+pub use model::{masked_cross_entropy, single_token, GatoTransformer, LossReport, TargetScore};
 pub use sampler::{ActionSampler, Sampling};
 pub use shapes::{
     block_params, count_parameters, paper_parameter_count, parameter_bytes, BlockShapes,

@@ -10,6 +10,7 @@ use gato_core::{
 use gato_embed::{InputEmbedding, RandomInit};
 
 use crate::block::DecoderBlock;
+use crate::dropout::Dropout;
 use crate::gradients::Gradients;
 use crate::kv_cache::LayerCache;
 use crate::layers::{LayerNorm, Linear};
@@ -260,13 +261,23 @@ impl GatoTransformer {
     /// target (text and action tokens): the output head is 33025 rows wide, and most positions of an episode are
     /// observations. Equals [`masked_cross_entropy`] of the full logits.
     pub fn loss(&self, be: &dyn Backend, batch: &TokenBatch) -> Result<LossReport> {
+        let scores = self.target_scores(be, batch)?;
+        let n = scores.len();
+        let sum: f64 = scores.iter().map(|s| s.nll).sum();
+        Ok(LossReport {
+            loss: if n == 0 { 0.0 } else { sum / n as f64 },
+            targets: n,
+        })
+    }
+
+    /// Every target of a batch under teacher forcing (evaluation mode), in batch order: its `−log p` and whether
+    /// the most likely token (over the whole vocabulary) is the target — what validation reports as loss and
+    /// token accuracy per task. Logits only at target positions, as [`Self::loss`].
+    pub fn target_scores(&self, be: &dyn Backend, batch: &TokenBatch) -> Result<Vec<TargetScore>> {
         let h = self.hidden(be, batch, EmbeddingMode::Eval)?;
         let (rows, targets) = target_positions(batch);
         if rows.is_empty() {
-            return Ok(LossReport {
-                loss: 0.0,
-                targets: 0,
-            });
+            return Ok(Vec::new());
         }
         let w = self.config.layer_width;
         // Gather the hidden rows that predict a target: the embedding op is a row gather.
@@ -276,7 +287,27 @@ impl GatoTransformer {
         let logp = be.log_softmax(&self.logits_of(be, &picked)?)?;
         let logp = be.download(&logp)?.into_f32().unwrap_or_default();
         let v = logp.len() / rows.len();
-        Ok(mean_nll(&logp, v, 0..rows.len(), &targets))
+        Ok(rows
+            .iter()
+            .zip(&targets)
+            .zip(logp.chunks_exact(v))
+            .map(|((&r, &t), row)| {
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+                    );
+                let position = r as usize + 1;
+                TargetScore {
+                    position,
+                    nll: -(row[t as usize] as f64),
+                    correct: best.0 == t as usize,
+                    modality: batch.modality[position],
+                }
+            })
+            .collect())
     }
 
     /// The masked cross-entropy of a batch (§2.3) and the gradient of every parameter it reaches (design.md §8),
@@ -288,6 +319,18 @@ impl GatoTransformer {
         be: &dyn Backend,
         batch: &TokenBatch,
         mode: EmbeddingMode,
+    ) -> Result<(LossReport, Gradients)> {
+        self.loss_and_gradients_with(be, batch, mode, Dropout::OFF)
+    }
+
+    /// [`Self::loss_and_gradients`] with residual dropout (design.md §8): the masks are drawn once, from
+    /// `dropout.seed`, and the backward multiplies by the same ones.
+    pub fn loss_and_gradients_with(
+        &self,
+        be: &dyn Backend,
+        batch: &TokenBatch,
+        mode: EmbeddingMode,
+        dropout: Dropout,
     ) -> Result<(LossReport, Gradients)> {
         run_scoped(be, || {
             let mut grads = Gradients::default();
@@ -304,10 +347,16 @@ impl GatoTransformer {
             let kv_len = Some(batch.lengths.clone());
             let x0 = self.embed.forward(be, batch, mode)?;
             let mut inputs = Vec::with_capacity(self.blocks.len());
+            let mut masks = Vec::with_capacity(self.blocks.len());
             let mut x = x0;
-            for b in &self.blocks {
-                let next = b.forward(be, &x, kv_len.clone(), None, 0)?;
+            for (i, b) in self.blocks.iter().enumerate() {
+                let m = [
+                    dropout.mask(be, x.shape(), i, 0)?,
+                    dropout.mask(be, x.shape(), i, 1)?,
+                ];
+                let next = b.forward_dropped(be, &x, kv_len.clone(), &m)?;
                 inputs.push(x);
+                masks.push(m);
                 x = next;
             }
             let (h, final_stats) = self.final_ln.forward_train(be, &x)?;
@@ -349,7 +398,7 @@ impl GatoTransformer {
                 self.final_ln
                     .backward(be, &x, &final_stats, &dh, "final_ln", &mut grads)?;
             for (i, (b, input)) in self.blocks.iter().zip(&inputs).enumerate().rev() {
-                dx = b.backward(be, input, kv_len.clone(), &dx, i, &mut grads)?;
+                dx = b.backward(be, input, kv_len.clone(), &dx, &masks[i], i, &mut grads)?;
             }
             grads.extend(be, self.embed.backward(be, batch, mode, &dx)?)?;
             let loss = be.download(&loss)?.into_f32().unwrap_or_default();
@@ -462,6 +511,19 @@ fn mean_nll(
         loss: if n == 0 { 0.0 } else { sum / n as f64 },
         targets: n,
     }
+}
+
+/// One target under teacher forcing ([`GatoTransformer::target_scores`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetScore {
+    /// Its flat position in the batch (`b · seq_len + t`).
+    pub position: usize,
+    /// `−log p(target)` in nats.
+    pub nll: f64,
+    /// Whether the most likely token is the target.
+    pub correct: bool,
+    /// The target's modality: text, or an action's discrete or continuous token.
+    pub modality: Modality,
 }
 
 /// Upload helper: ids of a single token as a batch of one (used when appending sampled action tokens).

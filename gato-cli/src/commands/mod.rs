@@ -12,6 +12,9 @@ mod info;
 mod init;
 mod tokenize;
 mod tokenizers;
+mod train;
+
+pub use train::request_graceful_stop;
 
 use std::sync::Arc;
 
@@ -101,6 +104,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         } => demo::run(&backend(cli)?, config, episodes, *steps, weights, precision),
         Command::Episodes { files, format } => episodes::run(files, format.json),
         Command::Tokenizers { format } => Ok(tokenizers::run(format.json)?),
+        Command::Train(args) => train::run(&backend(cli)?, args),
     }
 }
 
