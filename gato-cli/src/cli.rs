@@ -277,6 +277,16 @@ pub struct ForwardArgs {
     /// `bench/compare_pytorch.py`).
     #[arg(long, value_name = "OUT")]
     pub dump_logits: Option<PathBuf>,
+    /// Write the gradient of the masked loss with respect to every parameter (f32, named as the parameters; a
+    /// parameter the window does not reach is absent) to this safetensors file (for
+    /// `bench/compare_pytorch_train.py`).
+    #[arg(long, value_name = "OUT")]
+    pub dump_gradients: Option<PathBuf>,
+    /// Then take N AdamW steps on this one window (the checkpoint's training settings, evaluation-mode patch
+    /// positions, no dropout) and report the loss before each (`train_losses`): a fixed-batch trajectory to
+    /// compare with another framework.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub train_steps: usize,
     /// Timed repetitions of the forward pass (the best is reported).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub reps: usize,

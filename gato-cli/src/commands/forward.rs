@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::{Backend, DType, Modality};
+use gato_core::{Backend, DType, EmbeddingMode, Modality};
+use gato_train::Trainer;
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
 use gato_transformer::{checkpoint, masked_cross_entropy};
@@ -20,6 +21,15 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
     let be = be.as_ref();
     if let Some(path) = &args.dump_logits {
         output::writable_file("dump-logits", path)?;
+    }
+    if let Some(path) = &args.dump_gradients {
+        output::writable_file("dump-gradients", path)?;
+    }
+    if weights != DType::F32 && (args.dump_gradients.is_some() || args.train_steps > 0) {
+        return Err(CliError::Argument {
+            flag: "weights",
+            detail: format!("{weights:?}: gradients and training use the f32 weights (drop --weights)"),
+        });
     }
     let t = Instant::now();
     let mut model = checkpoint::load(&args.checkpoint, be)?;
@@ -106,6 +116,28 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
                 view(safetensors::Dtype::U8, vec![t], &image_mask)?,
             ),
         ];
+        // Image patches ([N, P, P, C], normalised as the model sees them) and each one's (row, rows, col, cols).
+        let n_patches = batch.patch_positions.len();
+        let p = model.config().img_patch_size;
+        let c = model.config().image_channels;
+        let patch_bytes: Vec<u8> = batch.patches.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let pos_bytes: Vec<u8> = batch
+            .patch_positions
+            .iter()
+            .flat_map(|q| [q.row, q.rows, q.col, q.cols])
+            .flat_map(|v| (v as i32).to_le_bytes())
+            .collect();
+        let mut views = views;
+        if n_patches > 0 {
+            views.push((
+                "patches".to_string(),
+                view(safetensors::Dtype::F32, vec![n_patches, p, p, c], &patch_bytes)?,
+            ));
+            views.push((
+                "patch_positions".to_string(),
+                view(safetensors::Dtype::I32, vec![n_patches, 4], &pos_bytes)?,
+            ));
+        }
         let meta: HashMap<String, String> = [(
             "note".to_string(),
             "image positions hold patch indices in token_ids".to_string(),
@@ -113,10 +145,21 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
         .into();
         safetensors::serialize_to_file(views, Some(meta), path).map_err(dump_err)?;
     }
+    if let Some(path) = &args.dump_gradients {
+        dump_gradients(be, &model, &batch, path)?;
+    }
+    let mut train_losses = Vec::new();
+    if args.train_steps > 0 {
+        let mut trainer = Trainer::new(&model, args.train_steps);
+        for _ in 0..args.train_steps {
+            train_losses.push(trainer.step(be, &batch, EmbeddingMode::Eval)?.loss);
+        }
+    }
     if args.format.json {
         output::json(&json!({
             "tokens": batch.seq_len, "loss": loss.loss, "targets": loss.targets, "truncated_to_window": truncated,
             "seconds": {"load": load_s, "tokenize": tok_s, "forward": fwd_s},
+            "train_losses": train_losses,
         }));
     } else {
         output::print(&format!(
@@ -132,6 +175,46 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
             fwd_s,
             batch.seq_len as f64 / fwd_s
         ));
+        if !train_losses.is_empty() {
+            let l: Vec<String> = train_losses.iter().map(|l| format!("{l:.6}")).collect();
+            output::print(&format!("loss before each of {} AdamW steps: {}\n", l.len(), l.join(" ")));
+        }
     }
     Ok(())
+}
+
+/// The gradients of the masked loss of `batch` (evaluation mode, no dropout), every parameter's as f32.
+fn dump_gradients(
+    be: &dyn Backend,
+    model: &gato_transformer::GatoTransformer,
+    batch: &gato_core::TokenBatch,
+    path: &std::path::Path,
+) -> Result<()> {
+    let (_, grads) = model.loss_and_gradients(be, batch, EmbeddingMode::Eval)?;
+    let host = gato_train::AdamW::host_gradients(be, &grads)?;
+    let bad = |e: safetensors::SafeTensorError| CliError::Argument {
+        flag: "dump-gradients",
+        detail: format!("cannot write {}: {e}", path.display()),
+    };
+    let shapes: HashMap<String, Vec<usize>> = model
+        .parameters()
+        .into_iter()
+        .map(|(n, t)| (n, t.dims().to_vec()))
+        .collect();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = host
+        .iter()
+        .map(|(n, g)| {
+            let dims = shapes.get(n).cloned().unwrap_or_else(|| vec![g.len()]);
+            (n.clone(), dims, g.iter().flat_map(|v| v.to_le_bytes()).collect())
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, d, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, d.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(bad)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, None, path).map_err(bad)
 }

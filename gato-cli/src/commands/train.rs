@@ -378,7 +378,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
                             format!("{} loss {:.4} acc {:.3}", r.task, r.loss, r.action_accuracy)
                         })
                         .collect();
-                    bar.println(format!("step {step}: validation: {}", line.join(" · ")));
+                    bar.suspend(|| eprintln!("step {step}: validation: {}", line.join(" · ")));
                     last_validation = reports.to_vec();
                     reports
                         .iter()
