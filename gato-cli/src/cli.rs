@@ -143,6 +143,9 @@ pub enum Command {
         /// Control steps timed when acting (the medians are reported).
         #[arg(long, default_value_t = 11)]
         act_steps: usize,
+        /// Benchmark a training step instead (forward, backward, AdamW on one sequence of --tokens).
+        #[arg(long)]
+        train: bool,
         /// Output format.
         #[command(flatten)]
         format: Format,

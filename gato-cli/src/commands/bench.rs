@@ -35,7 +35,7 @@ const ACT: usize = 4;
 const STEP: usize = OBS + 1 + ACT;
 
 /// `n` tokens of MetaWorld-shaped timesteps starting at timestep `t0`.
-fn synthetic(n: usize, t0: usize) -> TokenBatch {
+pub(super) fn synthetic(n: usize, t0: usize) -> TokenBatch {
     let mut b = TokenBatch {
         batch: 1,
         seq_len: n,
@@ -69,7 +69,7 @@ fn synthetic(n: usize, t0: usize) -> TokenBatch {
 }
 
 /// Peak resident memory in bytes (Linux `VmHWM`), if known.
-fn peak_rss() -> Option<u64> {
+pub(super) fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace()

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gato_core::{Backend, DType, EmbeddingMode, Modality};
-use gato_train::Trainer;
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
+use gato_train::Trainer;
 use gato_transformer::{checkpoint, masked_cross_entropy};
 use serde_json::json;
 
@@ -28,7 +28,9 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
     if weights != DType::F32 && (args.dump_gradients.is_some() || args.train_steps > 0) {
         return Err(CliError::Argument {
             flag: "weights",
-            detail: format!("{weights:?}: gradients and training use the f32 weights (drop --weights)"),
+            detail: format!(
+                "{weights:?}: gradients and training use the f32 weights (drop --weights)"
+            ),
         });
     }
     let t = Instant::now();
@@ -131,7 +133,11 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
         if n_patches > 0 {
             views.push((
                 "patches".to_string(),
-                view(safetensors::Dtype::F32, vec![n_patches, p, p, c], &patch_bytes)?,
+                view(
+                    safetensors::Dtype::F32,
+                    vec![n_patches, p, p, c],
+                    &patch_bytes,
+                )?,
             ));
             views.push((
                 "patch_positions".to_string(),
@@ -177,7 +183,11 @@ pub fn run(be: &Arc<dyn Backend>, args: &ForwardArgs, weights: DType) -> Result<
         ));
         if !train_losses.is_empty() {
             let l: Vec<String> = train_losses.iter().map(|l| format!("{l:.6}")).collect();
-            output::print(&format!("loss before each of {} AdamW steps: {}\n", l.len(), l.join(" ")));
+            output::print(&format!(
+                "loss before each of {} AdamW steps: {}\n",
+                l.len(),
+                l.join(" ")
+            ));
         }
     }
     Ok(())
@@ -205,7 +215,11 @@ fn dump_gradients(
         .iter()
         .map(|(n, g)| {
             let dims = shapes.get(n).cloned().unwrap_or_else(|| vec![g.len()]);
-            (n.clone(), dims, g.iter().flat_map(|v| v.to_le_bytes()).collect())
+            (
+                n.clone(),
+                dims,
+                g.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
         })
         .collect();
     let views = bytes

@@ -3,6 +3,7 @@
 mod act;
 mod backends;
 mod bench;
+mod bench_train;
 mod check;
 mod config;
 mod demo;
@@ -72,11 +73,27 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Bench {
             config,
+            tokens,
+            reps,
+            train: true,
+            format,
+            ..
+        } => bench_train::run(
+            &backend(cli)?,
+            config,
+            *tokens,
+            *reps,
+            cli.threads,
+            format.json,
+        ),
+        Command::Bench {
+            config,
             episode,
             tokens,
             reps,
             act_steps,
             format,
+            ..
         } => bench::run(
             &backend(cli)?,
             config,

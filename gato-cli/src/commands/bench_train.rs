@@ -1,0 +1,125 @@
+//! `gato bench --train`: one training step — forward and backward over one sequence of `tokens` synthetic
+//! proprioceptive tokens (as `gato bench`'s forward), the gradients read back, global-norm clipping and AdamW —
+//! timed part by part against this machine's measured FMA peak, with peak memory.
+//!
+//! FLOPs counted are the model's (the MFU convention): 3 × the forward's (`gato bench` counts the forward as
+//! dense `2·P_blocks·T`, causal attention `blocks·2·2·(H·K)·T(T+1)/2` and logits `2·W·V·targets`), backward
+//! taken as twice the forward. The backward also recomputes each block's forward (checkpointing at block
+//! granularity, design.md §8), so the arithmetic executed is about 4 × the forward's; that is not counted.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use gato_core::{Backend, EmbeddingMode, GatoConfig};
+use gato_train::{clip_scale, learning_rate, AdamW, ParamMap};
+use gato_transformer::{count_parameters, GatoTransformer};
+use serde_json::json;
+
+use super::bench::{peak_rss, synthetic};
+use super::Result;
+use crate::output;
+
+pub fn run(
+    be: &Arc<dyn Backend>,
+    config: &str,
+    tokens: usize,
+    reps: usize,
+    threads: Option<usize>,
+    as_json: bool,
+) -> Result<()> {
+    let be = be.as_ref();
+    let c = GatoConfig::from_name_or_path(config)?;
+    super::check_range("tokens", tokens, 45, c.token_sequence_length)?;
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    eprintln!("[1/3] measuring this machine's FMA peak ({threads} threads) ...");
+    let fma = if be.name() == gato_cpu::CPU_BACKEND_NAME {
+        Some(gato_cpu::measure_fma_peak(threads)?.value)
+    } else {
+        None
+    };
+    eprintln!("[2/3] initialising {config} ...");
+    let model = GatoTransformer::init(be, &c, 0)?;
+    let batch = synthetic(tokens, 0);
+    let targets = batch.loss.iter().skip(1).filter(|&&l| l).count();
+    let p = count_parameters(&c)?;
+    let (t, hk, w) = (
+        tokens as f64,
+        c.attention_width() as f64,
+        c.layer_width as f64,
+    );
+    let vocab = c.layout()?.vocab_size as f64;
+    let forward_flops = 2.0 * p.transformer_blocks as f64 * t
+        + c.num_transformer_blocks as f64 * 4.0 * hk * t * (t + 1.0) / 2.0
+        + 2.0 * w * vocab * targets as f64;
+    let flops = 3.0 * forward_flops;
+    eprintln!("[3/3] training steps on {tokens} tokens, {reps} timed after a warm-up ...");
+    let mut params = ParamMap::from_model(&model);
+    let mut opt = AdamW::default();
+    let mut best = [f64::INFINITY; 4];
+    for rep in 0..=reps {
+        let m = GatoTransformer::new(&mut params.clone(), &c)?;
+        let s = Instant::now();
+        let (_, grads) = m.loss_and_gradients(be, &batch, EmbeddingMode::Eval)?;
+        be.synchronize()?;
+        let backward = s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        let host = AdamW::host_gradients(be, &grads)?;
+        let read = s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        let scale = clip_scale(AdamW::global_norm(&host), c.training.gradient_clip_norm);
+        let lr = learning_rate(&c.training, rep, reps + 1);
+        opt.step(be, &c.training, &mut params, &host, lr, scale)?;
+        be.synchronize()?;
+        let adam = s.elapsed().as_secs_f64();
+        if rep > 0 {
+            let parts = [backward, read, adam, backward + read + adam];
+            for (b, x) in best.iter_mut().zip(parts) {
+                *b = b.min(x);
+            }
+        }
+    }
+    let [fb, read, adam, step] = best;
+    let gflops = flops / step / 1e9;
+    let rss = peak_rss();
+    if as_json {
+        output::json(&json!({
+            "backend": be.name(), "config": config, "threads": threads, "tokens": tokens, "targets": targets,
+            "parameters": p.total, "model_flop": flops, "step_ms": step * 1e3,
+            "forward_backward_ms": fb * 1e3, "gradient_read_ms": read * 1e3, "adamw_ms": adam * 1e3,
+            "tokens_per_s": t / step, "gflops": gflops, "fma_peak_gflops": fma,
+            "ratio_to_fma_peak": fma.map(|f| gflops / f), "peak_rss_bytes": rss,
+        }));
+        return Ok(());
+    }
+    let mut s = format!(
+        "training step: {config} ({} parameters), one sequence of {tokens} tokens ({targets} targets), {} backend, {threads} threads\n",
+        output::human(p.total as u64),
+        be.name()
+    );
+    s += &format!(
+        "step {:.1} ms = forward+backward {:.1} ms + gradients read {:.1} ms + clip & AdamW {:.1} ms (best of {reps})\n",
+        step * 1e3,
+        fb * 1e3,
+        read * 1e3,
+        adam * 1e3
+    );
+    s += &format!(
+        "{:.0} tokens/s; model FLOP 3 × forward = {:.1} GFLOP -> {:.1} GFLOP/s{}\n",
+        t / step,
+        flops / 1e9,
+        gflops,
+        fma.map_or(String::new(), |f| format!(
+            " = {:.0}% of the FMA peak ({f:.0} GFLOP/s)",
+            100.0 * gflops / f
+        ))
+    );
+    if let Some(r) = rss {
+        s += &format!(
+            "peak resident memory {:.0} MiB\n",
+            r as f64 / (1 << 20) as f64
+        );
+    }
+    output::print(&s);
+    Ok(())
+}
