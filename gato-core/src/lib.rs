@@ -38,8 +38,9 @@ pub mod tokenizer;
 pub mod testing;
 
 pub use backend::{
-    run_scoped, AttentionOps, AttentionSpec, Backend, BinaryOp, Conv2dSpec, ElementwiseOps,
-    GatherConvOps, LayoutOps, MatmulOps, MatmulPrecision, MatmulSpec, MemoryOps, NormOps, UnaryOp,
+    run_scoped, AdamWConstants, AdamWStep, AttentionOps, AttentionSpec, Backend, BinaryOp,
+    Conv2dSpec, ElementwiseOps, GatherConvOps, LayoutOps, MatmulOps, MatmulPrecision, MatmulSpec,
+    MemoryOps, NormOps, OptimOps, UnaryOp,
 };
 pub use config::{ActionLocalPosition, Activation, GatoConfig, TrainingConfig, PRESET_NAMES};
 pub use dtype::{DType, HostData, HostSlice};

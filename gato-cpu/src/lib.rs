@@ -24,6 +24,7 @@ mod layout;
 mod matmul;
 mod memory;
 mod norm;
+mod optim;
 pub mod peak;
 mod pool;
 mod scratch;

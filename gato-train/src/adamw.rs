@@ -1,5 +1,6 @@
 //! AdamW (Loshchilov & Hutter; the paper's App. D: β₁ 0.9, β₂ 0.95, ε 1e-8, weight decay 0.1) with global-norm
-//! gradient clipping, on the host for now (the GPU training issue moves the step onto the device).
+//! gradient clipping, on the backend: the norm from `OptimOps::sum_squares`, the update in place by
+//! `OptimOps::adamw_step`.
 //!
 //! Conventions, stated because frameworks differ: clipping scales every gradient by `max_norm / (norm + 1e-6)`
 //! when that is below 1 (PyTorch's `clip_grad_norm_`); weight decay is decoupled and applied before the Adam
@@ -7,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use gato_core::{Backend, Error, HostSlice, Result, Tensor, TrainingConfig};
+use gato_core::{AdamWStep, Backend, DType, Error, HostSlice, Result, Tensor, TrainingConfig};
 use gato_transformer::Gradients;
 
 use crate::params::ParamMap;
 
-/// Gradients on the host, by parameter name.
+/// Gradients on the host, by parameter name (for tools that compare them with another framework's).
 pub type HostGradients = BTreeMap<String, Vec<f32>>;
 
 /// Whether a parameter is weight-decayed: matrices, embedding tables and convolution kernels (rank ≥ 2) are;
@@ -22,11 +23,12 @@ pub fn decays(param: &Tensor) -> bool {
     param.rank() >= 2
 }
 
-/// The optimiser's state: first and second moments per parameter, and the step count.
+/// The optimiser's state: first and second moments per parameter (tensors on the backend, updated in place) and
+/// the step count.
 #[derive(Debug, Clone, Default)]
 pub struct AdamW {
-    m: BTreeMap<String, Vec<f32>>,
-    v: BTreeMap<String, Vec<f32>>,
+    m: BTreeMap<String, Tensor>,
+    v: BTreeMap<String, Tensor>,
     t: u64,
 }
 
@@ -36,24 +38,34 @@ impl AdamW {
         self.t
     }
 
-    /// The moments, `m.{name}` and `v.{name}`, for a checkpoint.
-    pub(crate) fn moments(&self) -> impl Iterator<Item = (String, &Vec<f32>)> {
-        self.m
+    /// The moments, `m.{name}` and `v.{name}`, read to the host for a checkpoint.
+    pub(crate) fn moments(&self, be: &dyn Backend) -> Result<Vec<(String, Vec<f32>)>> {
+        let named = self
+            .m
             .iter()
-            .map(|(n, v)| (format!("m.{n}"), v))
-            .chain(self.v.iter().map(|(n, v)| (format!("v.{n}"), v)))
+            .map(|(n, t)| (format!("m.{n}"), t))
+            .chain(self.v.iter().map(|(n, t)| (format!("v.{n}"), t)));
+        named
+            .map(|(n, t)| Ok((n, be.download(t)?.into_f32().unwrap_or_default())))
+            .collect()
     }
 
-    /// State restored from a checkpoint: `moments` named as [`Self::moments`] names them, `t` steps taken.
-    pub(crate) fn from_parts(moments: BTreeMap<String, Vec<f32>>, t: u64) -> Result<Self> {
+    /// State restored from a checkpoint: `moments` named as [`Self::moments`] names them (each uploaded in the
+    /// shape of its parameter in `params`), `t` steps taken.
+    pub(crate) fn from_parts(
+        be: &dyn Backend,
+        params: &ParamMap,
+        moments: BTreeMap<String, Vec<f32>>,
+        t: u64,
+    ) -> Result<Self> {
         let mut a = AdamW {
             t,
             ..Default::default()
         };
         for (name, values) in moments {
-            match (name.strip_prefix("m."), name.strip_prefix("v.")) {
-                (Some(p), _) => a.m.insert(p.to_string(), values),
-                (_, Some(p)) => a.v.insert(p.to_string(), values),
+            let (map, p) = match (name.strip_prefix("m."), name.strip_prefix("v.")) {
+                (Some(p), _) => (&mut a.m, p),
+                (_, Some(p)) => (&mut a.v, p),
                 _ => {
                     return Err(Error::invalid(
                         "AdamW state",
@@ -61,11 +73,31 @@ impl AdamW {
                     ))
                 }
             };
+            let shape = match params.0.get(p) {
+                Some(t) if t.elem_count() == values.len() => t.shape().clone(),
+                Some(t) => {
+                    return Err(Error::invalid(
+                        "AdamW state",
+                        format!(
+                            "`{name}` holds {} values, parameter `{p}` has {}",
+                            values.len(),
+                            t.elem_count()
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(Error::invalid(
+                        "AdamW state",
+                        format!("`{name}`: the model has no parameter `{p}`"),
+                    ))
+                }
+            };
+            map.insert(p.to_string(), be.upload(HostSlice::F32(&values), &shape)?);
         }
         Ok(a)
     }
 
-    /// Every gradient on the host, read from the backend once per step; a non-finite value is an error naming the
+    /// Every gradient on the host (for tools that compare them); a non-finite value is an error naming the
     /// parameter and index.
     pub fn host_gradients(be: &dyn Backend, grads: &Gradients) -> Result<HostGradients> {
         let mut out = BTreeMap::new();
@@ -83,62 +115,67 @@ impl AdamW {
         Ok(out)
     }
 
-    /// The global norm of `grads` (a parameter without a gradient counts as zero), in f64.
-    pub fn global_norm(grads: &HostGradients) -> f64 {
-        grads
-            .values()
-            .flat_map(|g| g.iter().map(|&x| (x as f64) * (x as f64)))
-            .sum::<f64>()
-            .sqrt()
+    /// The global norm of `grads` (a parameter without a gradient counts as zero), summed in f64 on the backend.
+    /// A non-finite gradient is an error naming the parameter, the first bad index and its value.
+    pub fn global_norm(be: &dyn Backend, grads: &Gradients) -> Result<f64> {
+        let mut sum = 0.0;
+        for (name, g) in grads.iter() {
+            let s = be.sum_squares(g)?;
+            if !s.is_finite() {
+                // Only on this path is the tensor read back, to name the element.
+                let v = be.download(g)?.into_f32().unwrap_or_default();
+                let i = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
+                return Err(Error::NonFinite {
+                    field: format!("gradient of {name}"),
+                    index: i,
+                    value: v.get(i).copied().unwrap_or(f32::NAN) as f64,
+                });
+            }
+            sum += s;
+        }
+        Ok(sum.sqrt())
     }
 
-    /// One AdamW step at learning rate `lr` over every parameter, the gradients first scaled by `clip_scale`.
+    /// One AdamW step at learning rate `lr` over every parameter (a parameter without a gradient takes a
+    /// zero-gradient step: it is still decayed), the gradients first scaled by `clip_scale`; in place on the
+    /// backend ([`gato_core::OptimOps::adamw_step`]).
     pub fn step(
         &mut self,
         be: &dyn Backend,
         cfg: &TrainingConfig,
         params: &mut ParamMap,
-        grads: &HostGradients,
+        grads: &Gradients,
         lr: f64,
         clip_scale: f64,
     ) -> Result<()> {
         self.t += 1;
-        let (b1, b2, eps, wd) = (
-            cfg.adam_beta1,
-            cfg.adam_beta2,
-            cfg.adam_epsilon,
-            cfg.weight_decay,
-        );
-        let (c1, c2) = (1.0 - b1.powi(self.t as i32), 1.0 - b2.powi(self.t as i32));
         for (name, p) in params.0.iter_mut() {
-            let mut values = be.download(p)?.into_f32().unwrap_or_default();
             let zeros;
             let g = match grads.get(name) {
                 Some(g) => g,
                 None => {
-                    zeros = vec![0.0; values.len()];
+                    zeros = be.zeros(p.shape(), DType::F32)?;
                     &zeros
                 }
             };
-            let m = self
-                .m
-                .entry(name.clone())
-                .or_insert_with(|| vec![0.0; values.len()]);
-            let v = self
-                .v
-                .entry(name.clone())
-                .or_insert_with(|| vec![0.0; values.len()]);
-            let decay = if decays(p) { 1.0 - lr * wd } else { 1.0 };
-            for i in 0..values.len() {
-                let gi = g[i] as f64 * clip_scale;
-                let mi = b1 * m[i] as f64 + (1.0 - b1) * gi;
-                let vi = b2 * v[i] as f64 + (1.0 - b2) * gi * gi;
-                m[i] = mi as f32;
-                v[i] = vi as f32;
-                let update = (mi / c1) / ((vi / c2).sqrt() + eps);
-                values[i] = (values[i] as f64 * decay - lr * update) as f32;
+            for map in [&mut self.m, &mut self.v] {
+                if !map.contains_key(name) {
+                    map.insert(name.clone(), be.zeros(p.shape(), DType::F32)?);
+                }
             }
-            *p = be.upload(HostSlice::F32(&values), p.shape())?;
+            let missing = || Error::invalid("AdamW", format!("no moments for `{name}`"));
+            let m = self.m.get_mut(name).ok_or_else(missing)?;
+            let v = self.v.get_mut(name).ok_or_else(missing)?;
+            let step = AdamWStep {
+                lr,
+                beta1: cfg.adam_beta1,
+                beta2: cfg.adam_beta2,
+                eps: cfg.adam_epsilon,
+                weight_decay: if decays(p) { cfg.weight_decay } else { 0.0 },
+                t: self.t,
+                grad_scale: clip_scale,
+            };
+            be.adamw_step(p, g, m, v, &step)?;
         }
         Ok(())
     }

@@ -42,7 +42,7 @@ pub fn save_with_run(
     run: Option<&str>,
 ) -> Result<()> {
     let model = trainer.model()?;
-    let (moments, state) = trainer.optimizer_state();
+    let (moments, state) = trainer.optimizer_state(be)?;
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = moments
         .iter()
         .map(|(name, values, dims)| {
@@ -105,7 +105,7 @@ pub fn load(dir: &Path, be: &dyn Backend, total_steps: usize) -> Result<Trainer>
             .collect();
         moments.insert(name, values);
     }
-    Trainer::resume(&model, total_steps, moments, &state).map_err(|e| match e {
+    Trainer::resume(be, &model, total_steps, moments, &state).map_err(|e| match e {
         Error::InvalidArgument { detail, .. } => err(&path, detail),
         other => other,
     })

@@ -2,9 +2,9 @@
 //! gradients, global-norm clipping, the scheduled learning rate and AdamW.
 
 use gato_core::{Backend, EmbeddingMode, Error, GatoConfig, Result, TokenBatch};
-use gato_transformer::{Dropout, GatoTransformer};
+use gato_transformer::{Dropout, GatoTransformer, Gradients};
 
-use crate::adamw::{clip_scale, AdamW, HostGradients};
+use crate::adamw::{clip_scale, AdamW};
 use crate::params::ParamMap;
 use crate::schedule::learning_rate;
 
@@ -68,11 +68,13 @@ impl Trainer {
         self.step
     }
 
-    /// The optimiser's moments as `(name, values, dims)` and the step counts as a JSON object (sorted keys).
-    pub(crate) fn optimizer_state(&self) -> (Vec<Moment>, String) {
+    /// The optimiser's moments as `(name, values, dims)` (read from `be`) and the step counts as a JSON object
+    /// (sorted keys).
+    pub(crate) fn optimizer_state(&self, be: &dyn Backend) -> Result<(Vec<Moment>, String)> {
         let moments = self
             .opt
-            .moments()
+            .moments(be)?
+            .into_iter()
             .map(|(name, values)| {
                 let param = name.get(2..).unwrap_or_default();
                 let dims = self
@@ -80,7 +82,7 @@ impl Trainer {
                     .0
                     .get(param)
                     .map_or(vec![values.len()], |t| t.dims().to_vec());
-                (name, values.clone(), dims)
+                (name, values, dims)
             })
             .collect();
         let state = format!(
@@ -88,12 +90,13 @@ impl Trainer {
             self.opt.steps(),
             self.step
         );
-        (moments, state)
+        Ok((moments, state))
     }
 
     /// A trainer continuing from a checkpoint: `model`'s parameters, the optimiser's `moments` and `state` (as
-    /// [`Self::optimizer_state`] wrote them). Every moment must match its parameter's size.
+    /// [`Self::optimizer_state`] wrote them), on `be`. Every moment must match its parameter's size.
     pub(crate) fn resume(
+        be: &dyn Backend,
         model: &GatoTransformer,
         total_steps: usize,
         moments: std::collections::BTreeMap<String, Vec<f32>>,
@@ -108,24 +111,14 @@ impl Trainer {
         };
         let (adam_steps, step) = (field("adam_steps")?, field("step")? as usize);
         let params = ParamMap::from_model(model);
-        for (name, values) in &moments {
-            let p = name.get(2..).unwrap_or_default();
-            match params.0.get(p) {
-                Some(t) if t.elem_count() == values.len() => {}
-                Some(t) => {
-                    return Err(bad(format!(
-                        "`{name}` holds {} values, parameter `{p}` has {}",
-                        values.len(),
-                        t.elem_count()
-                    )))
-                }
-                None => return Err(bad(format!("`{name}`: the model has no parameter `{p}`"))),
-            }
-        }
+        let opt = AdamW::from_parts(be, &params, moments, adam_steps).map_err(|e| match e {
+            Error::InvalidArgument { detail, .. } => bad(detail),
+            other => other,
+        })?;
         Ok(Trainer {
             config: model.config().clone(),
             params,
-            opt: AdamW::from_parts(moments, adam_steps)?,
+            opt,
             step,
             total_steps,
         })
@@ -154,25 +147,28 @@ impl Trainer {
         dropout: Dropout,
     ) -> Result<StepReport> {
         let step = self.step;
-        let model = self.model()?;
-        let (loss, targets, host) = accumulated_gradients(&model, be, batches, mode, dropout)
-            .map_err(|e| match e {
-                Error::NonFinite {
-                    field,
-                    index,
-                    value,
-                } => Error::NonFinite {
-                    field: format!("{field} at step {step}"),
-                    index,
-                    value,
-                },
-                other => other,
-            })?;
-        let grad_norm = AdamW::global_norm(&host);
+        let at_step = |e: Error| match e {
+            Error::NonFinite {
+                field,
+                index,
+                value,
+            } => Error::NonFinite {
+                field: format!("{field} at step {step}"),
+                index,
+                value,
+            },
+            other => other,
+        };
+        // The model view shares the parameters' storage; it is dropped before the in-place update.
+        let (loss, targets, grads) = {
+            let model = self.model()?;
+            accumulated_gradients(&model, be, batches, mode, dropout).map_err(at_step)?
+        };
+        let grad_norm = AdamW::global_norm(be, &grads).map_err(at_step)?;
         let t = &self.config.training;
         let lr = learning_rate(t, step, self.total_steps);
         let scale = clip_scale(grad_norm, t.gradient_clip_norm);
-        self.opt.step(be, t, &mut self.params, &host, lr, scale)?;
+        self.opt.step(be, t, &mut self.params, &grads, lr, scale)?;
         self.step += 1;
         Ok(StepReport {
             step,
@@ -184,17 +180,19 @@ impl Trainer {
     }
 }
 
-/// The loss and host gradients of `model` over the union of `batches` (the targets of all of them weighted
-/// equally): `(loss, targets, gradients)`. Micro-batch `i` uses `mode` and `dropout` with their seeds plus `i`.
-/// A non-finite loss or gradient is an error.
+/// The loss and gradients of `model` over the union of `batches` (the targets of all of them weighted equally):
+/// `(loss, targets, gradients)`, the gradients on the backend. Micro-batch `i` uses `mode` and `dropout` with their
+/// seeds plus `i`. A non-finite loss is an error.
 pub fn accumulated_gradients(
     model: &GatoTransformer,
     be: &dyn Backend,
     batches: &[&TokenBatch],
     mode: EmbeddingMode,
     dropout: Dropout,
-) -> Result<(f64, usize, HostGradients)> {
-    let mut parts = Vec::with_capacity(batches.len());
+) -> Result<(f64, usize, Gradients)> {
+    let mut sum = Gradients::default();
+    let (mut loss_sum, mut total) = (0.0, 0usize);
+    let single = batches.len() == 1;
     for (i, batch) in batches.iter().enumerate() {
         let i = i as u64;
         let mode = match mode {
@@ -215,28 +213,22 @@ pub fn accumulated_gradients(
                 value: loss.loss,
             });
         }
-        parts.push((loss, AdamW::host_gradients(be, &grads)?));
-    }
-    let total: usize = parts.iter().map(|(l, _)| l.targets).sum();
-    if parts.len() == 1 {
-        if let Some((l, g)) = parts.pop() {
-            return Ok((l.loss, l.targets, g));
+        if single {
+            return Ok((loss.loss, loss.targets, grads));
+        }
+        // Means become sums over targets here, and the sum a mean over all targets below.
+        loss_sum += loss.loss * loss.targets as f64;
+        total += loss.targets;
+        for (name, g) in grads.iter() {
+            sum.add(be, name.clone(), be.affine(g, loss.targets as f32, 0.0)?)?;
         }
     }
-    let mut sum = HostGradients::new();
-    let mut loss = 0.0;
-    for (l, g) in parts {
-        if l.targets == 0 {
-            continue;
-        }
-        let w = l.targets as f64 / total as f64;
-        loss += l.loss * w;
-        for (name, values) in g {
-            let acc = sum.entry(name).or_insert_with(|| vec![0.0; values.len()]);
-            acc.iter_mut()
-                .zip(&values)
-                .for_each(|(a, &v)| *a = (*a as f64 + v as f64 * w) as f32);
-        }
+    if total == 0 {
+        return Ok((0.0, 0, Gradients::default()));
     }
-    Ok((loss, total, sum))
+    let mut mean = Gradients::default();
+    for (name, g) in sum.iter() {
+        mean.add(be, name.clone(), be.affine(g, 1.0 / total as f32, 0.0)?)?;
+    }
+    Ok((loss_sum / total as f64, total, mean))
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use gato_core::{EmbeddingMode, GatoConfig};
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
-use gato_train::accumulated_gradients;
+use gato_train::{accumulated_gradients, AdamW};
 use gato_transformer::{Dropout, GatoTransformer};
 
 #[test]
@@ -28,6 +28,10 @@ fn micro_batches_add_up_to_the_whole_batch() {
     assert_eq!(n1, n2);
     assert!((l1 - l2).abs() < 1e-5 * l1, "loss {l1} vs accumulated {l2}");
     assert_eq!(g1.len(), g2.len());
+    let (g1, g2) = (
+        AdamW::host_gradients(&be, &g1).unwrap(),
+        AdamW::host_gradients(&be, &g2).unwrap(),
+    );
     for (name, x) in &g1 {
         let y = &g2[name];
         let diff: f64 = x

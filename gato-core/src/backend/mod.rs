@@ -13,14 +13,16 @@
 //! | [`AttentionOps`] | `attention.rs` | softmax, log-softmax, scaled dot-product attention |
 //! | [`GatherConvOps`] | `gather_conv.rs` | embedding gather, 2-D convolution |
 //! | [`LayoutOps`] | `layout.rs` | concat, slice, permute, the KV cache's in-place write |
+//! | [`OptimOps`] | `optim.rs` | sum of squares, AdamW's in-place update (training) |
 //!
 //! Methods of every family are callable on a `&dyn Backend` without importing the family trait; a backend
 //! implements each family in its own `impl` block.
 //!
 //! # The rules every backend follows
 //! - **Purity.** Every op is a pure function from input tensors to a new output tensor, with no hidden state, so a
-//!   gradient op can be written per forward op. The one exception is [`LayoutOps::slice_assign`] (the KV cache's
-//!   append), which writes copy-on-write: no other handle ever observes the change.
+//!   gradient op can be written per forward op. The exceptions are [`LayoutOps::slice_assign`] (the KV cache's
+//!   append) and [`OptimOps::adamw_step`] (the optimiser's update), which write copy-on-write: no other handle
+//!   ever observes the change.
 //! - **Validation.** Shapes are checked once, by the functions of [`crate::ops`] that every backend calls, so all
 //!   backends accept and reject exactly the same inputs with the same messages.
 //! - **Synchronisation.** An op may return before the device has finished (CUDA queues it on a stream). Only
@@ -56,6 +58,7 @@ mod layout;
 mod matmul;
 mod memory;
 mod norm;
+mod optim;
 
 pub use attention::{AttentionOps, AttentionSpec};
 pub use elementwise::{BinaryOp, ElementwiseOps, UnaryOp};
@@ -64,6 +67,7 @@ pub use layout::LayoutOps;
 pub use matmul::{MatmulOps, MatmulPrecision, MatmulSpec};
 pub use memory::{run_scoped, MemoryOps};
 pub use norm::NormOps;
+pub use optim::{AdamWConstants, AdamWStep, OptimOps};
 
 /// A compute backend: every op family, plus what names and describes it. Implementations register themselves
 /// with [`crate::registry::BackendEntry`].
@@ -75,6 +79,7 @@ pub trait Backend:
     + AttentionOps
     + GatherConvOps
     + LayoutOps
+    + OptimOps
     + Send
     + Sync
     + fmt::Debug

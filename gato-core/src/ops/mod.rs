@@ -8,6 +8,7 @@ mod backward;
 pub use backward::*;
 
 use crate::backend::{AttentionSpec, Conv2dSpec, MatmulSpec};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
@@ -429,6 +430,31 @@ pub fn concat_dims(shapes: &[&Shape], axis: usize) -> Result<(Shape, usize, Vec<
     let inner: usize = first.dims()[axis + 1..].iter().product();
     let blocks = shapes.iter().map(|s| s.dims()[axis] * inner).collect();
     Ok((Shape::new(out), outer, blocks))
+}
+
+/// AdamW's operands ([`crate::OptimOps::adamw_step`]): the parameter, its gradient and both moments, all f32 of
+/// one shape. Returns the element count.
+pub fn adamw_dims(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor) -> Result<usize> {
+    const OP: &str = "adamw_step";
+    for (what, t) in [("param", param), ("grad", grad), ("m", m), ("v", v)] {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: OP,
+                detail: format!("{what} has dtype {}, expected F32", t.dtype()),
+            });
+        }
+        if t.shape() != param.shape() {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{what} is {}, the parameter is {}",
+                    t.shape(),
+                    param.shape()
+                ),
+            ));
+        }
+    }
+    Ok(param.elem_count())
 }
 
 /// Write `src` into `dst[.., start..start+len, ..]` along `axis` ([`crate::LayoutOps::slice_assign`]): the same

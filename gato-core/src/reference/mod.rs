@@ -6,6 +6,7 @@ use crate::backend::{AttentionSpec, BinaryOp, Conv2dSpec, MatmulSpec, UnaryOp};
 
 pub mod attention_backward;
 pub mod backward;
+pub mod optim;
 pub mod patch_backward;
 
 /// Row-major strides of a shape.

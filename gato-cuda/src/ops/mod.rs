@@ -7,3 +7,4 @@ mod layout;
 mod matmul;
 mod memory;
 mod norm;
+mod optim;

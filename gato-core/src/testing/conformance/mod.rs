@@ -10,6 +10,7 @@ mod layout;
 mod matmul;
 mod memory;
 mod norm;
+mod optim;
 
 pub use attention::*;
 pub use backward::*;
@@ -20,6 +21,7 @@ pub use layout::*;
 pub use matmul::*;
 pub use memory::*;
 pub use norm::*;
+pub use optim::*;
 
 #[allow(unused_imports)]
 use std::sync::Arc;

@@ -1,0 +1,128 @@
+//! The optimiser's ops (training, design.md §8): a tensor's sum of squares (global-norm clipping) and AdamW's
+//! update of one parameter and its two moments.
+//!
+//! `adamw_step` is the second exception to the purity rule (after `slice_assign`): it updates the parameter and its
+//! moments **in place**, copy-on-write (a handle that shares their storage keeps the old values), because an
+//! optimiser that allocated three new tensors per parameter per step would double its memory. Both ops have
+//! correct defaults through the host, so a backend that does not implement them still trains.
+
+use crate::dtype::HostSlice;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// One AdamW update of one tensor (Loshchilov & Hutter; App. D), in PyTorch's order of operations:
+/// `g ← g·grad_scale; p ← p·(1 − lr·wd); m ← β₁m + (1 − β₁)g; v ← β₂v + (1 − β₂)g²;
+/// p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWStep {
+    /// Learning rate.
+    pub lr: f64,
+    /// β₁.
+    pub beta1: f64,
+    /// β₂.
+    pub beta2: f64,
+    /// ε.
+    pub eps: f64,
+    /// Decoupled weight decay of this tensor (0 for one that is not decayed).
+    pub weight_decay: f64,
+    /// Steps taken, this one included (bias correction counts from 1).
+    pub t: u64,
+    /// Factor applied to the gradient first (global-norm clipping; 1 for none).
+    pub grad_scale: f64,
+}
+
+/// [`AdamWStep`]'s constants in f32, computed once per tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConstants {
+    /// `grad_scale`.
+    pub scale: f32,
+    /// `1 − lr·wd`.
+    pub decay: f32,
+    /// β₁, 1 − β₁, β₂, 1 − β₂.
+    pub b1: f32,
+    /// `1 − β₁`.
+    pub one_minus_b1: f32,
+    /// β₂.
+    pub b2: f32,
+    /// `1 − β₂`.
+    pub one_minus_b2: f32,
+    /// `lr / (1 − β₁ᵗ)`.
+    pub step_size: f32,
+    /// `1 / √(1 − β₂ᵗ)`.
+    pub inv_sqrt_c2: f32,
+    /// ε.
+    pub eps: f32,
+}
+
+impl AdamWStep {
+    /// The f32 constants every element's update uses.
+    pub fn constants(&self) -> AdamWConstants {
+        let t = self.t.max(1).min(i32::MAX as u64) as i32;
+        let (c1, c2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
+        AdamWConstants {
+            scale: self.grad_scale as f32,
+            decay: (1.0 - self.lr * self.weight_decay) as f32,
+            b1: self.beta1 as f32,
+            one_minus_b1: (1.0 - self.beta1) as f32,
+            b2: self.beta2 as f32,
+            one_minus_b2: (1.0 - self.beta2) as f32,
+            step_size: (self.lr / c1) as f32,
+            inv_sqrt_c2: (1.0 / c2.sqrt()) as f32,
+            eps: self.eps as f32,
+        }
+    }
+}
+
+impl AdamWConstants {
+    /// One element: `(p, g, m, v)` → `(p', m', v')`. Every backend computes exactly this, in f32.
+    #[inline(always)]
+    pub fn update(&self, p: f32, g: f32, m: f32, v: f32) -> (f32, f32, f32) {
+        let g = g * self.scale;
+        let m = self.b1 * m + self.one_minus_b1 * g;
+        let v = self.b2 * v + self.one_minus_b2 * (g * g);
+        let denom = v.sqrt() * self.inv_sqrt_c2 + self.eps;
+        (p * self.decay - self.step_size * (m / denom), m, v)
+    }
+}
+
+/// Optimiser ops (a family of [`super::Backend`]).
+pub trait OptimOps: super::MemoryOps {
+    /// `Σ x²` over every element of an f32 tensor, accumulated in f64 (non-finite when any element is). The
+    /// summation order is fixed by the tensor's size, so the result does not depend on the thread count.
+    fn sum_squares(&self, x: &Tensor) -> Result<f64> {
+        let v = self.download(x)?.into_f32().ok_or_else(|| Error::DType {
+            op: "sum_squares",
+            detail: format!("x has dtype {}, expected F32", x.dtype()),
+        })?;
+        Ok(v.iter().map(|&a| a as f64 * a as f64).sum())
+    }
+
+    /// One AdamW update of `param` with gradient `grad` and moments `m`, `v` (all f32 of one shape), in place
+    /// (copy-on-write). The default goes through the host.
+    fn adamw_step(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        step: &AdamWStep,
+    ) -> Result<()> {
+        crate::ops::adamw_dims(param, grad, m, v)?;
+        let f32s = |t: &Tensor| {
+            self.download(t)?.into_f32().ok_or_else(|| Error::DType {
+                op: "adamw_step",
+                detail: format!("dtype {}, expected F32", t.dtype()),
+            })
+        };
+        let (mut p, g, mut mv, mut vv) = (f32s(param)?, f32s(grad)?, f32s(m)?, f32s(v)?);
+        let k = step.constants();
+        for i in 0..p.len() {
+            (p[i], mv[i], vv[i]) = k.update(p[i], g[i], mv[i], vv[i]);
+        }
+        let shape = param.shape().clone();
+        *param = self.upload(HostSlice::F32(&p), &shape)?;
+        *m = self.upload(HostSlice::F32(&mv), &shape)?;
+        *v = self.upload(HostSlice::F32(&vv), &shape)?;
+        Ok(())
+    }
+}
