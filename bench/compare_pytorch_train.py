@@ -21,6 +21,12 @@ Optional dependency: runs only where torch is installed (CI does not install it)
     cargo build --release -p gato-cli
     python3 -m venv .cache/venv-torch && .cache/venv-torch/bin/pip install torch numpy
     .cache/venv-torch/bin/python bench/compare_pytorch_train.py      # tiny; Breakout (images) and Meta-World
+    .cache/venv-torch/bin/python bench/compare_pytorch_train.py --bench --threads 2   # small: step time vs gato
+
+`--bench` times one training step of `small` on one 1024-token sequence (the synthetic proprioceptive sequence of
+`gato bench --train`: forward, backward, clipping, AdamW) in PyTorch eager — with F.scaled_dot_product_attention
+and the default (foreach) AdamW, the fastest eager path — and in gato (`gato bench --train --json`), alternating,
+and prints both with their peak resident memory.
 """
 
 import argparse
@@ -31,6 +37,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 try:
     import torch
@@ -67,6 +74,22 @@ def eval_bucket(index, count, buckets=128):
     lo = buckets * index // count
     hi = max(lo + 1, min(buckets, buckets * (index + 1) // count))
     return (lo + hi) // 2
+
+
+def synthetic(n):
+    """`gato bench`'s synthetic sequence: timesteps of 39 continuous observations (local positions 0..38), the
+    separator, and 4 continuous action tokens (the targets)."""
+    ids, local, loss = [], [], []
+    for i in range(n):
+        t, j = i // 44, i % 44
+        if j < 39:
+            ids.append(32000 + (i * 37 + t * 11) % 1024); local.append(j); loss.append(0)
+        elif j == 39:
+            ids.append(33024); local.append(-1); loss.append(0)
+        else:
+            ids.append(32000 + (i * 13) % 1024); local.append(-1); loss.append(1)
+    return {"token_ids": torch.tensor(ids), "local_positions": torch.tensor(local, dtype=torch.int32),
+            "loss_mask": torch.tensor(loss, dtype=torch.uint8), "image_mask": torch.zeros(n, dtype=torch.uint8)}
 
 
 class TorchGato:
@@ -107,7 +130,7 @@ class TorchGato:
         has = (local >= 0).unsqueeze(1).float()
         return x + p["embed.local_position"][local.clamp(min=0)] * has
 
-    def loss(self, d):
+    def loss(self, d, sdpa=False):
         c, p = self.c, self.p
         eps, heads, kv = c["layer_norm_eps"], c["num_attention_heads"], c["key_value_size"]
         x = self.embed(d)
@@ -119,8 +142,12 @@ class TorchGato:
             lin = lambda y, k: y @ p[f"{b}.{k}.weight"] + p[f"{b}.{k}.bias"]
             a = ln(x, "ln1")
             q, k_, v = (lin(a, f"attn.{n}").reshape(t, heads, kv).transpose(0, 1) for n in "qkv")
-            s = q @ k_.transpose(1, 2) / math.sqrt(kv) + causal
-            o = (s.softmax(-1) @ v).transpose(0, 1).reshape(t, heads * kv)
+            if sdpa:
+                o = F.scaled_dot_product_attention(q, k_, v, is_causal=True)
+            else:
+                s = q @ k_.transpose(1, 2) / math.sqrt(kv) + causal
+                o = s.softmax(-1) @ v
+            o = o.transpose(0, 1).reshape(t, heads * kv)
             x = x + lin(o, "attn.o")
             x = x + lin(F.gelu(lin(ln(x, "ln2"), "ff.in")), "ff.out")
         h = F.layer_norm(x, (x.shape[-1],), p["final_ln.weight"], p["final_ln.bias"], eps)
@@ -207,6 +234,48 @@ def compare(args, tmp, episode, ck, config):
     return ok
 
 
+def bench(args):
+    """One `small` training step in PyTorch eager and in gato, alternating, best of each."""
+    import resource
+    tmp = tempfile.mkdtemp(prefix="gato-train-bench-")
+    ck = os.path.join(tmp, "ck")
+    run([args.gato, "init", "--config", "small", "--out", ck])
+    with open(os.path.join(ck, "config.json")) as f:
+        config = json.load(f)
+    model = TorchGato(config, read_safetensors(os.path.join(ck, "model.safetensors")))
+    t = config["training"]
+    params = list(model.p.values())
+    opt = torch.optim.AdamW(
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": t["weight_decay"]},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+        lr=t["learning_rate"], betas=(t["adam_beta1"], t["adam_beta2"]), eps=t["adam_epsilon"])
+    d = synthetic(1024)
+    torch_s, gato_out = [], []
+    for rep in range(args.reps + 1):
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = model.loss(d, sdpa=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, t["gradient_clip_norm"])
+        opt.step()
+        if rep > 0:
+            torch_s.append(time.perf_counter() - start)
+            gato_out.append(json.loads(run([args.gato, "--threads", str(args.threads), "bench", "--train",
+                                             "--config", "small", "--reps", "1", "--json"])))
+    torch_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    g = min(gato_out, key=lambda o: o["step_ms"])
+    best = min(torch_s)
+    print(f"small, one 1024-token sequence ({g['targets']} targets), forward + backward + clip + AdamW, "
+          f"{args.threads} threads; {args.reps} alternating runs, best of each:")
+    print(f"  PyTorch {torch.__version__} eager (SDPA, foreach AdamW): {best * 1e3:.0f} ms "
+          f"(runs {', '.join(f'{x * 1e3:.0f}' for x in torch_s)}), peak RSS {torch_rss / 2**20:.0f} MiB")
+    runs = ", ".join(f"{o['step_ms']:.0f}" for o in gato_out)
+    print(f"  gato-rs (cpu): {g['step_ms']:.0f} ms (runs {runs}), "
+          f"peak RSS {g['peak_rss_bytes'] / 2**20:.0f} MiB, {g['gflops']:.0f} GFLOP/s = "
+          f"{100 * g['ratio_to_fma_peak']:.0f}% of the FMA peak")
+    print(f"  gato-rs is {best * 1e3 / g['step_ms']:.2f}x faster than PyTorch eager")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gato", default="target/release/gato", help="the gato binary")
@@ -216,8 +285,12 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--bench", action="store_true", help="time a small training step against gato")
+    ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.bench:
+        return bench(args)
     tmp = tempfile.mkdtemp(prefix="gato-train-vs-torch-")
     cfg_path, ck = os.path.join(tmp, "config.json"), os.path.join(tmp, "ck")
     run([args.gato, "config", "--config", args.config, "--out", cfg_path])

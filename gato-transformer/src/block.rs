@@ -2,11 +2,26 @@
 
 use gato_core::{Backend, BinaryOp, GatoConfig, ParamSource, Result, Tensor};
 
-use crate::attention::Attention;
-use crate::feed_forward::FeedForward;
+use crate::attention::{Attention, AttentionSaved};
+use crate::feed_forward::{FeedForward, FeedForwardSaved};
 use crate::gradients::Gradients;
 use crate::kv_cache::LayerCache;
-use crate::layers::LayerNorm;
+use crate::layers::{LayerNorm, NormStats};
+
+/// What [`DecoderBlock::forward_train`] keeps for the backward: the block's input, each norm's statistics and
+/// output, attention's saved tensors, the residual after attention, the feed-forward's activations and the
+/// dropout masks.
+pub struct BlockSaved {
+    x: Tensor,
+    ln1: NormStats,
+    a_in: Tensor,
+    attn: AttentionSaved,
+    x1: Tensor,
+    ln2: NormStats,
+    f_in: Tensor,
+    ff: FeedForwardSaved,
+    masks: [Option<Tensor>; 2],
+}
 
 /// A decoder block.
 pub struct DecoderBlock {
@@ -56,61 +71,66 @@ impl DecoderBlock {
         be.binary(BinaryOp::Add, &x, &f)
     }
 
-    /// [`Self::forward`] over whole sequences in training, each branch's output multiplied by its dropout mask
-    /// (`masks[0]`: attention, `masks[1]`: feed-forward; `None`: kept whole) before it joins the residual stream.
-    pub fn forward_dropped(
+    /// [`Self::forward`] over whole sequences in training, keeping every activation its backward needs (no
+    /// recomputation: the arithmetic of a step is the forward's three times), each branch's output multiplied by
+    /// its dropout mask (`masks[0]`: attention, `masks[1]`: feed-forward; `None`: kept whole) before it joins the
+    /// residual stream.
+    pub fn forward_train(
         &self,
         be: &dyn Backend,
         x: &Tensor,
         kv_len: Option<Vec<usize>>,
-        masks: &[Option<Tensor>; 2],
-    ) -> Result<Tensor> {
-        let a = self
-            .attn
-            .forward(be, &self.ln1.forward(be, x)?, kv_len, None, 0)?;
-        let x = be.binary(BinaryOp::Add, x, &dropped(be, a, &masks[0])?)?;
-        let f = self.ff.forward(be, &self.ln2.forward(be, &x)?)?;
-        be.binary(BinaryOp::Add, &x, &dropped(be, f, &masks[1])?)
-    }
-
-    /// The backward of [`Self::forward`] over a whole sequence at input `x` (activations recomputed from it:
-    /// checkpointing at block granularity): `x₁ = x + Attn(LN₁(x))`, `y = x₁ + FFN(LN₂(x₁))`, walked in reverse;
-    /// gradients added under `blocks.{i}.*`; returns `dx`.
-    // The block's inputs, its dropout masks and where its gradients go: one argument each reads best here.
-    #[allow(clippy::too_many_arguments)]
-    pub fn backward(
-        &self,
-        be: &dyn Backend,
-        x: &Tensor,
-        kv_len: Option<Vec<usize>>,
-        dy: &Tensor,
-        masks: &[Option<Tensor>; 2],
-        i: usize,
-        grads: &mut Gradients,
-    ) -> Result<Tensor> {
-        let p = format!("blocks.{i}");
-        // The forward once more, keeping what each layer's backward needs.
+        masks: [Option<Tensor>; 2],
+    ) -> Result<(Tensor, BlockSaved)> {
         let (a_in, ln1) = self.ln1.forward_train(be, x)?;
         let (a, attn) = self.attn.forward_train(be, &a_in, kv_len)?;
         let x1 = be.binary(BinaryOp::Add, x, &dropped(be, a, &masks[0])?)?;
         let (f_in, ln2) = self.ln2.forward_train(be, &x1)?;
-        // y = x1 + mask₂ ⊙ FFN(LN2(x1)).
-        let df = dropped(be, dy.clone(), &masks[1])?;
+        let (f, ff) = self.ff.forward_train(be, &f_in)?;
+        let y = be.binary(BinaryOp::Add, &x1, &dropped(be, f, &masks[1])?)?;
+        Ok((
+            y,
+            BlockSaved {
+                x: x.clone(),
+                ln1,
+                a_in,
+                attn,
+                x1,
+                ln2,
+                f_in,
+                ff,
+                masks,
+            },
+        ))
+    }
+
+    /// The backward of [`Self::forward_train`] from what it saved: `x₁ = x + m₁ ⊙ Attn(LN₁(x))`,
+    /// `y = x₁ + m₂ ⊙ FFN(LN₂(x₁))`, walked in reverse; gradients added under `blocks.{i}.*`; returns `dx`.
+    pub fn backward(
+        &self,
+        be: &dyn Backend,
+        saved: &BlockSaved,
+        dy: &Tensor,
+        i: usize,
+        grads: &mut Gradients,
+    ) -> Result<Tensor> {
+        let p = format!("blocks.{i}");
+        let s = saved;
+        let df = dropped(be, dy.clone(), &s.masks[1])?;
         let df_in = self
             .ff
-            .backward(be, &f_in, &df, &format!("{p}.ff"), grads)?;
+            .backward(be, &s.f_in, &s.ff, &df, &format!("{p}.ff"), grads)?;
         let dx1_ff = self
             .ln2
-            .backward(be, &x1, &ln2, &df_in, &format!("{p}.ln2"), grads)?;
+            .backward(be, &s.x1, &s.ln2, &df_in, &format!("{p}.ln2"), grads)?;
         let dx1 = be.binary(BinaryOp::Add, dy, &dx1_ff)?;
-        // x1 = x + mask₁ ⊙ Attn(LN1(x)).
-        let da = dropped(be, dx1.clone(), &masks[0])?;
+        let da = dropped(be, dx1.clone(), &s.masks[0])?;
         let da_in = self
             .attn
-            .backward(be, &a_in, &attn, &da, &format!("{p}.attn"), grads)?;
+            .backward(be, &s.a_in, &s.attn, &da, &format!("{p}.attn"), grads)?;
         let dx_attn = self
             .ln1
-            .backward(be, x, &ln1, &da_in, &format!("{p}.ln1"), grads)?;
+            .backward(be, &s.x, &s.ln1, &da_in, &format!("{p}.ln1"), grads)?;
         be.binary(BinaryOp::Add, &dx1, &dx_attn)
     }
 

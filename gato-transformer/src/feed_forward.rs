@@ -6,6 +6,12 @@ use gato_core::{Activation, Backend, GatoConfig, ParamSource, Result, Tensor, Un
 use crate::gradients::Gradients;
 use crate::layers::Linear;
 
+/// What [`FeedForward::forward_train`] keeps for the backward: the hidden pre-activation and its activation.
+pub struct FeedForwardSaved {
+    pre: Tensor,
+    h: Tensor,
+}
+
 /// One feed-forward network.
 pub struct FeedForward {
     /// `[W, F]` (GELU) or `[W, 2F]` (GEGLU).
@@ -43,27 +49,38 @@ impl FeedForward {
         self.output.forward(be, &h)
     }
 
-    /// The backward of [`Self::forward`] at input `x`: the hidden pre-activation is recomputed, each matrix's
-    /// gradients added under `{name}.in` / `{name}.out`; returns `dx`.
-    pub fn backward(
+    /// [`Self::forward`] keeping what its backward needs: the hidden pre-activation and activation.
+    pub fn forward_train(
         &self,
         be: &dyn Backend,
         x: &Tensor,
-        dy: &Tensor,
-        name: &str,
-        grads: &mut Gradients,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, FeedForwardSaved)> {
         let pre = self.input.forward(be, x)?;
         let h = match self.activation {
             Activation::Gelu => be.unary(UnaryOp::Gelu, &pre)?,
             Activation::Geglu => be.geglu(&pre)?,
         };
+        let y = self.output.forward(be, &h)?;
+        Ok((y, FeedForwardSaved { pre, h }))
+    }
+
+    /// The backward of [`Self::forward_train`] at input `x`: each matrix's gradients added under `{name}.in` /
+    /// `{name}.out`; returns `dx`.
+    pub fn backward(
+        &self,
+        be: &dyn Backend,
+        x: &Tensor,
+        saved: &FeedForwardSaved,
+        dy: &Tensor,
+        name: &str,
+        grads: &mut Gradients,
+    ) -> Result<Tensor> {
         let dh = self
             .output
-            .backward(be, &h, dy, &format!("{name}.out"), grads)?;
+            .backward(be, &saved.h, dy, &format!("{name}.out"), grads)?;
         let dpre = match self.activation {
-            Activation::Gelu => be.unary_backward(UnaryOp::Gelu, &pre, &dh)?,
-            Activation::Geglu => be.geglu_backward(&pre, &dh)?,
+            Activation::Gelu => be.unary_backward(UnaryOp::Gelu, &saved.pre, &dh)?,
+            Activation::Geglu => be.geglu_backward(&saved.pre, &dh)?,
         };
         self.input
             .backward(be, x, &dpre, &format!("{name}.in"), grads)

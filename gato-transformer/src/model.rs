@@ -311,8 +311,7 @@ impl GatoTransformer {
     }
 
     /// The masked cross-entropy of a batch (§2.3) and the gradient of every parameter it reaches (design.md §8),
-    /// llm.c style: the forward keeps each block's input; the backward walks the layers in reverse, each
-    /// recomputing its own activations from that input. The loss is the mean over targets, so `d(loss)` per target
+    /// llm.c style: the forward keeps what each layer's backward needs; the backward walks the layers in reverse. The loss is the mean over targets, so `d(loss)` per target
     /// is `1 / targets`; the shared table's gradient sums the embedding's and the tied head's.
     pub fn loss_and_gradients(
         &self,
@@ -346,17 +345,15 @@ impl GatoTransformer {
             }
             let kv_len = Some(batch.lengths.clone());
             let x0 = self.embed.forward(be, batch, mode)?;
-            let mut inputs = Vec::with_capacity(self.blocks.len());
-            let mut masks = Vec::with_capacity(self.blocks.len());
+            let mut saved = Vec::with_capacity(self.blocks.len());
             let mut x = x0;
             for (i, b) in self.blocks.iter().enumerate() {
                 let m = [
                     dropout.mask(be, x.shape(), i, 0)?,
                     dropout.mask(be, x.shape(), i, 1)?,
                 ];
-                let next = b.forward_dropped(be, &x, kv_len.clone(), &m)?;
-                inputs.push(x);
-                masks.push(m);
+                let (next, s) = b.forward_train(be, &x, kv_len.clone(), m)?;
+                saved.push(s);
                 x = next;
             }
             let (h, final_stats) = self.final_ln.forward_train(be, &x)?;
@@ -397,9 +394,10 @@ impl GatoTransformer {
             let mut dx =
                 self.final_ln
                     .backward(be, &x, &final_stats, &dh, "final_ln", &mut grads)?;
-            for (i, (b, input)) in self.blocks.iter().zip(&inputs).enumerate().rev() {
-                dx = b.backward(be, input, kv_len.clone(), &dx, &masks[i], i, &mut grads)?;
+            for (i, (b, s)) in self.blocks.iter().zip(&saved).enumerate().rev() {
+                dx = b.backward(be, s, &dx, i, &mut grads)?;
             }
+            drop(saved);
             grads.extend(be, self.embed.backward(be, batch, mode, &dx)?)?;
             let loss = be.download(&loss)?.into_f32().unwrap_or_default();
             Ok((

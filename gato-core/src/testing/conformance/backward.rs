@@ -247,7 +247,7 @@ pub fn cross_entropy(b: &dyn Backend) -> Result<(), String> {
 pub fn attention_backward(b: &dyn Backend) -> Result<(), String> {
     run(
         (
-            (1usize..3, 1usize..3, 1usize..20, 0usize..6, 1usize..40),
+            (1usize..3, 1usize..3, 1usize..150, 0usize..6, 1usize..40),
             any::<bool>(),
             any::<bool>(),
             any::<u64>(),
