@@ -4,8 +4,7 @@
 //!
 //! FLOPs counted are the model's (the MFU convention): 3 × the forward's (`gato bench` counts the forward as
 //! dense `2·P_blocks·T`, causal attention `blocks·2·2·(H·K)·T(T+1)/2` and logits `2·W·V·targets`), backward
-//! taken as twice the forward. The backward also recomputes each block's forward (checkpointing at block
-//! granularity, design.md §8), so the arithmetic executed is about 4 × the forward's; that is not counted.
+//! taken as twice the forward; the training forward keeps its activations, so that is also what runs.
 
 use std::sync::Arc;
 use std::time::Instant;
