@@ -68,6 +68,23 @@ pub(super) fn synthetic(n: usize, t0: usize) -> TokenBatch {
     b
 }
 
+/// The targets of `batch` and the FLOPs its forward is counted as (module docs): dense `2·P_blocks·T`, causal
+/// attention, logits at the targets.
+pub(super) fn forward_flops(c: &GatoConfig, batch: &TokenBatch) -> Result<(usize, f64)> {
+    let targets = batch.loss.iter().skip(1).filter(|&&l| l).count();
+    let p = count_parameters(c)?;
+    let (t, hk, w) = (
+        batch.seq_len as f64,
+        c.attention_width() as f64,
+        c.layer_width as f64,
+    );
+    let vocab = c.layout()?.vocab_size as f64;
+    let flops = 2.0 * p.transformer_blocks as f64 * t
+        + c.num_transformer_blocks as f64 * 4.0 * hk * t * (t + 1.0) / 2.0
+        + 2.0 * w * vocab * targets as f64;
+    Ok((targets, flops))
+}
+
 /// Peak resident memory in bytes (Linux `VmHWM`), if known.
 pub(super) fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -298,17 +315,8 @@ pub fn run(
     let mut model = GatoTransformer::init(be, &c, 0)?;
     model.cast_block_weights(be, weights)?;
     let batch = synthetic(tokens, 0);
-    let targets = batch.loss.iter().skip(1).filter(|&&l| l).count();
+    let (targets, flops) = forward_flops(&c, &batch)?;
     let p = count_parameters(&c)?;
-    let (t, hk, w) = (
-        tokens as f64,
-        c.attention_width() as f64,
-        c.layer_width as f64,
-    );
-    let vocab = c.layout()?.vocab_size as f64;
-    let flops = 2.0 * p.transformer_blocks as f64 * t
-        + c.num_transformer_blocks as f64 * 4.0 * hk * t * (t + 1.0) / 2.0
-        + 2.0 * w * vocab * targets as f64;
     eprintln!("[3/7] forward on {tokens} tokens ({weights} weights), {reps} timed runs ...");
     model.loss(be, &batch)?; // warm-up
     let mut best = f64::INFINITY;

@@ -14,7 +14,7 @@ use gato_train::{clip_scale, learning_rate, AdamW, ParamMap};
 use gato_transformer::{count_parameters, GatoTransformer};
 use serde_json::json;
 
-use super::bench::{peak_rss, synthetic};
+use super::bench::{forward_flops, peak_rss, synthetic};
 use super::Result;
 use crate::output;
 
@@ -40,18 +40,9 @@ pub fn run(
     eprintln!("[2/3] initialising {config} ...");
     let model = GatoTransformer::init(be, &c, 0)?;
     let batch = synthetic(tokens, 0);
-    let targets = batch.loss.iter().skip(1).filter(|&&l| l).count();
+    let (targets, forward) = forward_flops(&c, &batch)?;
     let p = count_parameters(&c)?;
-    let (t, hk, w) = (
-        tokens as f64,
-        c.attention_width() as f64,
-        c.layer_width as f64,
-    );
-    let vocab = c.layout()?.vocab_size as f64;
-    let forward_flops = 2.0 * p.transformer_blocks as f64 * t
-        + c.num_transformer_blocks as f64 * 4.0 * hk * t * (t + 1.0) / 2.0
-        + 2.0 * w * vocab * targets as f64;
-    let flops = 3.0 * forward_flops;
+    let flops = 3.0 * forward;
     eprintln!("[3/3] training steps on {tokens} tokens, {reps} timed after a warm-up ...");
     let mut params = ParamMap::from_model(&model);
     let mut opt = AdamW::default();
@@ -100,7 +91,7 @@ pub fn run(
             "backend": be.name(), "config": config, "threads": threads, "tokens": tokens, "targets": targets,
             "parameters": p.total, "model_flop": flops, "step_ms": step * 1e3,
             "forward_backward_ms": fb * 1e3, "forward_ms": forward * 1e3, "gradient_norm_ms": norm * 1e3, "adamw_ms": adam * 1e3,
-            "tokens_per_s": t / step, "gflops": gflops, "fma_peak_gflops": fma,
+            "tokens_per_s": tokens as f64 / step, "gflops": gflops, "fma_peak_gflops": fma,
             "ratio_to_fma_peak": fma.map(|f| gflops / f), "peak_rss_bytes": rss,
         }));
         return Ok(());
@@ -120,7 +111,7 @@ pub fn run(
     );
     s += &format!(
         "{:.0} tokens/s; model FLOP 3 × forward = {:.1} GFLOP -> {:.1} GFLOP/s{}\n",
-        t / step,
+        tokens as f64 / step,
         flops / 1e9,
         gflops,
         fma.map_or(String::new(), |f| format!(
