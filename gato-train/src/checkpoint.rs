@@ -43,36 +43,41 @@ pub fn save_with_run(
 ) -> Result<()> {
     let model = trainer.model()?;
     let (moments, state) = trainer.optimizer_state(be)?;
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = moments
-        .iter()
-        .map(|(name, values, dims)| {
-            (
-                name.clone(),
-                dims.clone(),
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(n, d, b)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, d.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| err(dir, format!("{n}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
     // One metadata entry (a JSON object with sorted keys), so the bytes are reproducible.
     let meta: HashMap<String, String> = [("state".to_string(), state)].into();
     atomic_dir::write_dir(dir, overwrite, |tmp| {
         checkpoint::write_files(&model, be, tmp, DType::F32)?;
-        safetensors::serialize_to_file(views, Some(meta), &tmp.join(OPTIMIZER_FILE))
-            .map_err(|e| err(dir, format!("cannot write {OPTIMIZER_FILE}: {e}")))?;
+        write_f32_tensors(&tmp.join(OPTIMIZER_FILE), &moments, Some(meta))?;
         if let Some(run) = run {
             std::fs::write(tmp.join(RUN_FILE), run)
                 .map_err(|e| err(dir, format!("cannot write {RUN_FILE}: {e}")))?;
         }
         Ok(())
     })
+}
+
+/// Write f32 tensors `(name, values, dims)` to the safetensors file `path`, with optional metadata; an error names
+/// the file and the tensor.
+pub fn write_f32_tensors(
+    path: &Path,
+    tensors: &[(String, Vec<f32>, Vec<usize>)],
+    meta: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, values, _)| values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, _, d), b)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, d.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| err(path, format!("{n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, meta, path)
+        .map_err(|e| err(path, format!("cannot write: {e}")))
 }
 
 /// Load a training checkpoint written by [`save`] onto `be`, to continue a run of `total_steps`.

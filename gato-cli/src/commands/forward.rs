@@ -202,33 +202,14 @@ fn dump_gradients(
 ) -> Result<()> {
     let (_, grads) = model.loss_and_gradients(be, batch, EmbeddingMode::Eval)?;
     let host = gato_train::AdamW::host_gradients(be, &grads)?;
-    let bad = |e: safetensors::SafeTensorError| CliError::Argument {
-        flag: "dump-gradients",
-        detail: format!("cannot write {}: {e}", path.display()),
-    };
-    let shapes: HashMap<String, Vec<usize>> = model
-        .parameters()
+    let tensors: Vec<(String, Vec<f32>, Vec<usize>)> = host
         .into_iter()
-        .map(|(n, t)| (n, t.dims().to_vec()))
-        .collect();
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = host
-        .iter()
         .map(|(n, g)| {
-            let dims = shapes.get(n).cloned().unwrap_or_else(|| vec![g.len()]);
-            (
-                n.clone(),
-                dims,
-                g.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
+            let dims = grads.get(&n).map_or(vec![g.len()], |t| t.dims().to_vec());
+            (n, g, dims)
         })
         .collect();
-    let views = bytes
-        .iter()
-        .map(|(n, d, b)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, d.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(bad)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, path).map_err(bad)
+    Ok(gato_train::checkpoint::write_f32_tensors(
+        path, &tensors, None,
+    )?)
 }
