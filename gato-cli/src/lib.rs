@@ -85,14 +85,15 @@ where
     }
 }
 
-/// glibc returns every freed block above 128 KiB (a threshold that adapts up to 32 MiB) to the kernel (`munmap`), so a training step that frees
-/// and reallocates its activations pays page faults, the kernel's page zeroing and TLB shootdowns on every op (a
-/// fifth of a `small` training step, measured with `perf`). The `gato` binary raises the thresholds (to glibc's
-/// maximum, 32 MiB, for mapping) so such blocks
-/// stay in the heap for reuse; the memory is still freed to the heap, and the heap's top is still trimmed.
+/// glibc maps every block above 128 KiB (a threshold that adapts up to 32 MiB) with `mmap` and returns it to the
+/// kernel when freed, so a training step that frees and reallocates its activations pays page faults, the kernel's
+/// page zeroing and TLB shootdowns on every op (a fifth of a `small` training step before this, measured with
+/// `perf`). The `gato` binary raises the mapping threshold to glibc's maximum, 32 MiB, and the trim threshold to
+/// 1 GiB, so such blocks stay in the heap for reuse: the process keeps up to that much freed memory instead of
+/// returning it, and blocks above 32 MiB (the shared table's gradients) are still mapped.
 fn keep_large_allocations() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes glibc's allocation thresholds; it is called before any other thread starts.
+    // SAFETY: mallopt only changes glibc's allocation thresholds (under glibc's own lock).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);

@@ -137,18 +137,32 @@ pub fn latest_checkpoint(out: &Path) -> Option<PathBuf> {
     if out.join(checkpoint::OPTIMIZER_FILE).is_file() {
         return Some(out.to_path_buf());
     }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(out.join("checkpoints"))
-        .ok()?
+    step_dirs(out)
+        .into_iter()
+        .rev()
+        .find(|p| p.join(checkpoint::OPTIMIZER_FILE).is_file())
+}
+
+/// The `checkpoints/step-N` directories under `out` (not the temporaries beside them), oldest first.
+fn step_dirs(out: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(out.join("checkpoints")) else {
+        return Vec::new();
+    };
+    // Ordered by the step number, not the name, so a run past step 999999 (six padded digits) still sorts right.
+    let mut dirs: Vec<(u64, PathBuf)> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("step-") && !n.contains('.'))
-                && p.join(checkpoint::OPTIMIZER_FILE).is_file()
+        .filter_map(|p| {
+            let step = p
+                .file_name()?
+                .to_str()?
+                .strip_prefix("step-")?
+                .parse()
+                .ok()?;
+            Some((step, p))
         })
         .collect();
-    found.sort();
-    found.pop()
+    dirs.sort();
+    dirs.into_iter().map(|(_, p)| p).collect()
 }
 
 /// The run description stored in checkpoint `dir`, if it has one.
@@ -321,18 +335,7 @@ pub fn train(
 /// Remove all but the newest `keep` checkpoints under `out` (best effort: a checkpoint that cannot be removed is
 /// left in place).
 fn prune(out: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(out.join("checkpoints")) else {
-        return;
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("step-") && !n.contains('.'))
-        })
-        .collect();
-    dirs.sort();
+    let dirs = step_dirs(out);
     let excess = dirs.len().saturating_sub(keep.max(1));
     for d in &dirs[..excess] {
         let _ = std::fs::remove_dir_all(d);

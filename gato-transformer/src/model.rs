@@ -1,7 +1,8 @@
 //! `GatoTransformer`: input embedding → decoder blocks → final LayerNorm → logits `h · Eᵀ` with the shared table
 //! (tied, §2.2) or an untied head. Written once against `&dyn Backend`.
 //!
-//! Dropout (0.1 in training, design.md §6) is not applied: this crate runs inference; training comes later.
+//! Dropout (0.1 in training, design.md §8) applies only in [`GatoTransformer::loss_and_gradients_with`]; every
+//! inference path runs without it.
 
 use gato_core::{
     run_scoped, Backend, DType, EmbeddingMode, GatoConfig, Init, MatmulPrecision, MatmulSpec,
