@@ -249,9 +249,10 @@ pub struct TrainArgs {
     /// Seed of the initial weights, the data order, patch positions and dropout.
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
-    /// Fraction of each task's episodes held out for validation (the last ones).
-    #[arg(long, default_value_t = 0.1, value_name = "F")]
-    pub validation_fraction: f64,
+    /// Fraction of each task's episodes held out for validation (the last ones); 0.1 for a new run, the
+    /// resumed run's value on --resume.
+    #[arg(long, value_name = "F")]
+    pub validation_fraction: Option<f64>,
     /// Text tokenizer for text fields.
     #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
     pub text_tokenizer: String,

@@ -37,6 +37,9 @@ fn run_args(out: &Path, steps: usize) -> Vec<String> {
         "10",
         "--seed",
         "3",
+        // Not the default, so a resume that leaves the flag out must take the run's own fraction.
+        "--validation-fraction",
+        "0.3",
         "--steps",
     ]
     .iter()

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -98,36 +98,24 @@ impl Metrics {
     /// interrupted run logged after its checkpoint).
     fn open(out: &Path, upto: usize) -> Result<Self> {
         let path = out.join("metrics.jsonl");
-        let mut kept = Vec::new();
+        let io = |e: std::io::Error| arg("out", format!("{}: {e}", path.display()));
+        let old = match upto {
+            0 => String::new(),
+            _ => std::fs::read_to_string(&path).unwrap_or_default(),
+        };
+        let kept: Vec<(&str, Value)> = old
+            .lines()
+            .filter_map(|line| Some((line, serde_json::from_str::<Value>(line).ok()?)))
+            .filter(|(_, v)| v["step"].as_u64().is_some_and(|s| s as usize <= upto))
+            .collect();
+        let text: String = kept.iter().map(|(line, _)| format!("{line}\n")).collect();
+        std::fs::write(&path, text).map_err(io)?;
         let mut m = Metrics {
-            file: File::open(&path)
-                .or_else(|_| File::create(&path))
-                .map_err(|e| arg("out", format!("{}: {e}", path.display())))?,
+            file: OpenOptions::new().append(true).open(&path).map_err(io)?,
             train: Vec::new(),
             validation: BTreeMap::new(),
         };
-        if upto > 0 {
-            if let Ok(f) = File::open(&path) {
-                for line in BufReader::new(f).lines().map_while(|l| l.ok()) {
-                    let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                        continue;
-                    };
-                    if v["step"].as_u64().is_some_and(|s| s as usize <= upto) {
-                        m.remember(&v);
-                        kept.push(line);
-                    }
-                }
-            }
-        }
-        let mut text = kept.join("\n");
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        std::fs::write(&path, text).map_err(|e| arg("out", format!("{}: {e}", path.display())))?;
-        m.file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| arg("out", format!("{}: {e}", path.display())))?;
+        kept.iter().for_each(|(_, v)| m.remember(v));
         Ok(m)
     }
 
@@ -157,11 +145,8 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
     if let Some(k) = args.keep_checkpoints {
         check_range("keep-checkpoints", k, 1, usize::MAX)?;
     }
-    if !(0.0..1.0).contains(&args.validation_fraction) {
-        return Err(arg(
-            "validation-fraction",
-            format!("{} is outside [0, 1)", args.validation_fraction),
-        ));
+    if let Some(f) = args.validation_fraction.filter(|f| !(0.0..1.0).contains(f)) {
+        return Err(arg("validation-fraction", format!("{f} is outside [0, 1)")));
     }
     // The run: resumed from a checkpoint, or new.
     let (mut trainer, spec, config, files) = match &args.resume {
@@ -201,7 +186,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
                 keep_checkpoints: args.keep_checkpoints.unwrap_or(prev.keep_checkpoints),
                 validation_fraction: same(
                     "validation-fraction",
-                    Some(args.validation_fraction),
+                    args.validation_fraction,
                     prev.validation_fraction,
                     &dir,
                 )?,
@@ -242,7 +227,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
                 eval_every: args.eval_every.unwrap_or(100),
                 checkpoint_every: args.checkpoint_every.unwrap_or(500),
                 keep_checkpoints: args.keep_checkpoints.unwrap_or(2),
-                validation_fraction: args.validation_fraction,
+                validation_fraction: args.validation_fraction.unwrap_or(0.1),
                 data: files.iter().map(|f| f.display().to_string()).collect(),
             };
             if run::latest_checkpoint(&args.out).is_some() {
