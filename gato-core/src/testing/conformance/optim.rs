@@ -51,14 +51,11 @@ pub fn optimizer(b: &dyn Backend) -> Result<(), String> {
                 wide(&p),
                 "a shared handle saw the in-place update"
             );
-            // Mismatched shapes and dtypes are errors that leave the parameter as it was.
+            // Mismatched shapes are errors that leave the parameter as it was (n + 1 elements never match).
             let before = down(b, &pt)?;
-            let wrong = up(b, &[0.0; 3], &[3])?;
+            let wrong = up(b, &vec![0.0; n + 1], &[n + 1])?;
             let e = b.adamw_step(&mut pt, &wrong, &mut mt, &mut vt, &s);
-            prop_assert!(
-                n == 3 || e.is_err(),
-                "a gradient of the wrong shape was accepted"
-            );
+            prop_assert!(e.is_err(), "a gradient of the wrong shape was accepted");
             prop_assert_eq!(down(b, &pt)?, before);
             Ok(())
         },
