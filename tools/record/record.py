@@ -23,133 +23,19 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gato_episodes import Field, write_episodes  # noqa: E402
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-
-# ---------------------------------------------------------------- experts
-
-
-def cartpole_expert(obs, _env):
-    x, x_dot, theta, theta_dot = obs
-    return int(theta * 10.0 + theta_dot * 2.0 + x * 0.1 + x_dot * 0.5 > 0)
-
-
-def pendulum_expert(obs, _env):
-    cos, sin, w = obs
-    theta = np.arctan2(sin, cos)  # 0 = upright
-    if cos > 0.85:  # near the top: PD
-        u = -(12.0 * theta + 2.5 * w)
-    else:  # energy pumping towards the upright energy (m = l = 1, g = 10)
-        energy = 0.5 * w * w / 3.0 * 1.0 + 5.0 * (cos - 1.0) / 1.0
-        u = 2.0 * np.sign(w * (0.0 - energy) + 1e-9) if abs(w) > 1e-3 else 2.0
-    return np.array([np.clip(u, -2.0, 2.0)], dtype=np.float32)
-
-
-def breakout_expert(_obs, env):
-    ram = env.unwrapped.ale.getRAM()
-    paddle_x, ball_x, ball_y = int(ram[72]), int(ram[99]), int(ram[101])
-    if ball_y == 0 or ball_x == 0:  # ball not in play
-        return 1  # FIRE
-    target = ball_x - 15
-    if paddle_x < target - 3:
-        return 2  # RIGHT
-    if paddle_x > target + 3:
-        return 3  # LEFT
-    return 0
-
-
-# ---------------------------------------------------------------- environments
-
-
-def make(name: str, seed: int):
-    import gymnasium as gym
-
-    if name == "cartpole":
-        return gym.make("CartPole-v1"), "CartPole-v1"
-    if name == "pendulum":
-        return gym.make("Pendulum-v1"), "Pendulum-v1"
-    if name == "babyai":
-        import minigrid  # noqa: F401  (registers BabyAI)
-
-        return gym.make("BabyAI-GoToLocal-v0"), "BabyAI-GoToLocal-v0"
-    if name == "breakout":
-        import ale_py
-
-        gym.register_envs(ale_py)
-        return gym.make("ALE/Breakout-v5", repeat_action_probability=0.0, max_episode_steps=2000), "ALE/Breakout-v5"
-    if name == "metaworld":
-        import metaworld  # noqa: F401
-
-        return gym.make("Meta-World/MT1", env_name="reach-v3", seed=seed), "Meta-World/MT1/reach-v3"
-    raise SystemExit(f"unknown env {name!r}; choose from {', '.join(ENVS)} or all")
-
-
-def fields_for(name: str) -> list[Field]:
-    if name == "cartpole":
-        return [Field("continuous_observations", "observation", "continuous", [4], mu_law=True),
-                Field("discrete_actions", "action", "discrete", [], num_values=2)]
-    if name == "pendulum":
-        return [Field("continuous_observations", "observation", "continuous", [3], mu_law=True),
-                Field("continuous_actions", "action", "continuous", [1], mu_law=True, bounds=[-2.0, 2.0])]
-    if name == "babyai":
-        return [Field("text_observations", "observation", "text"),
-                Field("discrete_observations", "observation", "discrete", [148], num_values=11),
-                Field("discrete_actions", "action", "discrete", [], num_values=7)]
-    if name == "breakout":
-        return [Field("image_observations", "observation", "image", [80, 80, 3]),
-                Field("discrete_actions", "action", "discrete", [], num_values=4)]
-    if name == "metaworld":
-        return [Field("continuous_observations", "observation", "continuous", [39], mu_law=True),
-                Field("continuous_actions", "action", "continuous", [4], mu_law=False, bounds=[-1.0, 1.0])]
-    raise ValueError(name)
-
-
-def observation(name: str, obs):
-    if name == "babyai":
-        grid = np.asarray(obs["image"], dtype=np.int64).reshape(-1)
-        return {"text_observations": obs["mission"],
-                "discrete_observations": np.concatenate([[int(obs["direction"])], grid])}
-    if name == "breakout":
-        from PIL import Image
-
-        frame = Image.fromarray(np.asarray(obs, dtype=np.uint8)).resize((80, 80), Image.BILINEAR)
-        return {"image_observations": np.asarray(frame, dtype=np.uint8)}
-    return {"continuous_observations": np.asarray(obs, dtype=np.float32)}
-
-
-def action_field(name: str) -> str:
-    return "continuous_actions" if name in ("pendulum", "metaworld") else "discrete_actions"
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_here, os.path.join(_here, "..", "envs")]
+from adapters import ENVS, Expert, action_field, fields_for, make, observation  # noqa: E402
+from gato_episodes import write_episodes  # noqa: E402
 
 
 def run_episode(name: str, env, policy, seed: int, max_steps: int | None):
     obs, _ = env.reset(seed=seed)
-    bot = None
-    if name == "babyai" and policy == "expert":
-        from minigrid.utils.baby_ai_bot import BabyAIBot
-
-        bot = BabyAIBot(env.unwrapped)
-    if name == "metaworld" and policy == "expert":
-        from metaworld.policies import SawyerReachV3Policy
-
-        scripted = SawyerReachV3Policy()
+    expert = Expert(name, env) if policy == "expert" else None
     ep: dict[str, list] = {"rewards": []}
     for t in range(10**6):
         o = observation(name, obs)
-        if policy == "random":
-            a = env.action_space.sample()
-        elif name == "cartpole":
-            a = cartpole_expert(obs, env)
-        elif name == "pendulum":
-            a = pendulum_expert(obs, env)
-        elif name == "babyai":
-            a = int(bot.replan())
-        elif name == "breakout":
-            a = breakout_expert(obs, env)
-        else:
-            a = np.clip(scripted.get_action(obs), -1.0, 1.0).astype(np.float32)
+        a = env.action_space.sample() if expert is None else expert.act(obs)
         for k, v in o.items():
             ep.setdefault(k, []).append(v)
         ep.setdefault(action_field(name), []).append(a)
@@ -158,9 +44,6 @@ def run_episode(name: str, env, policy, seed: int, max_steps: int | None):
         if term or trunc or (max_steps is not None and t + 1 >= max_steps):
             break
     return ep
-
-
-ENVS = ["cartpole", "pendulum", "babyai", "breakout", "metaworld"]
 
 
 def record(name: str, episodes: int, out: str, seed: int, max_steps: int | None, tag: str) -> dict:
