@@ -19,4 +19,4 @@ mod reader;
 pub use error::{DataError, Result};
 pub use format::{EpisodeMeta, FieldMeta, FieldModality, Role, FORMAT_NAME, FORMAT_VERSION};
 pub use pipeline::{Dataset, Task};
-pub use reader::{EpisodeFile, Summary};
+pub use reader::{env_spec, EpisodeFile, Summary};

@@ -385,39 +385,7 @@ impl EpisodeFile {
 
     /// The fields as a sequence-builder spec; text fields use `text_tokenizer` (a name or a model path).
     pub fn env_spec(&self, text_tokenizer: &str) -> EnvSpec {
-        let spec = |f: &FieldMeta| FieldSpec {
-            key: f.name.clone(),
-            kind: match f.modality {
-                FieldModality::Text => FieldKind::Text {
-                    tokenizer: text_tokenizer.to_string(),
-                },
-                FieldModality::Image => FieldKind::Image {
-                    channels: f.shape[2],
-                },
-                FieldModality::Discrete => FieldKind::Discrete {
-                    num_values: f.num_values.unwrap_or(1),
-                },
-                FieldModality::Continuous => FieldKind::Continuous {
-                    mu_law: f.mu_law.unwrap_or(true),
-                    bounds: f.bounds,
-                },
-            },
-            shape: f.shape.clone(),
-        };
-        EnvSpec {
-            observations: self
-                .fields
-                .iter()
-                .filter(|f| f.role == Role::Observation)
-                .map(spec)
-                .collect(),
-            actions: self
-                .fields
-                .iter()
-                .filter(|f| f.role == Role::Action)
-                .map(spec)
-                .collect(),
-        }
+        env_spec(&self.fields, text_tokenizer)
     }
 
     /// Rewards of episode `i`.
@@ -573,4 +541,33 @@ fn chunk_values<T: Clone>(v: Vec<T>, per: usize, t: usize) -> Vec<Vec<T>> {
         return vec![Vec::new(); t];
     }
     v.chunks_exact(per).map(<[T]>::to_vec).collect()
+}
+
+/// Field descriptions (as an episode file or a live simulator gives them) as a sequence-builder spec; text fields
+/// use `text_tokenizer` (a name or a model path).
+pub fn env_spec(fields: &[FieldMeta], text_tokenizer: &str) -> EnvSpec {
+    let spec = |f: &FieldMeta| FieldSpec {
+        key: f.name.clone(),
+        kind: match f.modality {
+            FieldModality::Text => FieldKind::Text {
+                tokenizer: text_tokenizer.to_string(),
+            },
+            FieldModality::Image => FieldKind::Image {
+                channels: f.shape.get(2).copied().unwrap_or(3),
+            },
+            FieldModality::Discrete => FieldKind::Discrete {
+                num_values: f.num_values.unwrap_or(1),
+            },
+            FieldModality::Continuous => FieldKind::Continuous {
+                mu_law: f.mu_law.unwrap_or(true),
+                bounds: f.bounds,
+            },
+        },
+        shape: f.shape.clone(),
+    };
+    let with_role = |role: Role| fields.iter().filter(|f| f.role == role).map(spec).collect();
+    EnvSpec {
+        observations: with_role(Role::Observation),
+        actions: with_role(Role::Action),
+    }
 }
