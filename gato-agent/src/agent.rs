@@ -180,6 +180,11 @@ impl<'m> Agent<'m> {
         Ok(tokens)
     }
 
+    /// Replace the action sampler (e.g. reseeded for a new episode).
+    pub fn set_sampler(&mut self, sampler: ActionSampler) {
+        self.sampler = sampler;
+    }
+
     /// Index of the next observation's timestep (0 after [`Agent::reset`]).
     pub fn timestep(&self) -> usize {
         self.t

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use gato_core::Backend;
-use gato_tokenizers::{FieldValue, Timestep, TokenSequence};
+use gato_tokenizers::{FieldValue, Image, Timestep, TokenSequence};
 
 use crate::agent::Agent;
 use crate::error::{Error, Result};
@@ -23,6 +23,8 @@ pub struct Observation {
     pub truncated: bool,
     /// Whether the task reports success, and if so whether it was reached.
     pub success: Option<bool>,
+    /// A rendered frame, when the environment was asked to render (for videos).
+    pub frame: Option<Image>,
 }
 
 impl Observation {
@@ -40,10 +42,24 @@ pub trait Environment {
     fn reset(&mut self, seed: u64) -> Result<Observation>;
     /// Apply `action` (values by field, as the agent decoded them).
     fn step(&mut self, action: &BTreeMap<String, FieldValue>) -> Result<Observation>;
+    /// The environment's own expert's action for the current state, where it has one (the Python simulators'
+    /// scripted experts, the mock task's optimal policy). `None` by default.
+    fn expert_action(&mut self) -> Result<Option<BTreeMap<String, FieldValue>>> {
+        Ok(None)
+    }
+    /// Render frames (into [`Observation::frame`]) from the next reset on, or stop. Ignored by environments that
+    /// do not render.
+    fn set_render(&mut self, on: bool) {
+        let _ = on;
+    }
+    /// Why rendered frames are missing, when rendering was asked for and failed.
+    fn render_note(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The outcome of one episode.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EpisodeReport {
     /// Sum of the rewards (undiscounted return).
     pub episode_return: f64,
@@ -65,27 +81,13 @@ pub fn run_episode(
     prompt: Option<&TokenSequence>,
     max_steps: usize,
 ) -> Result<EpisodeReport> {
-    agent.reset(be, prompt)?;
-    let mut obs = env.reset(seed)?;
-    let mut report = EpisodeReport {
-        episode_return: 0.0,
-        steps: 0,
-        success: obs.success,
-        done: obs.done(),
+    let mut player = crate::eval::ModelPlayer {
+        agent,
+        be,
+        prompt,
+        sampling: None,
     };
-    while !report.done && report.steps < max_steps {
-        let step = Timestep {
-            observations: std::mem::take(&mut obs.fields),
-            actions: BTreeMap::new(),
-        };
-        let action = agent.act(be, &step)?;
-        obs = env.step(&action.values)?;
-        report.steps += 1;
-        report.episode_return += obs.reward;
-        report.success = obs.success.or(report.success);
-        report.done = obs.done();
-    }
-    Ok(report)
+    Ok(crate::eval::play_episode(&mut player, env, seed, max_steps, false)?.report)
 }
 
 /// A recorded episode as an environment: each step returns the next recorded observation and reward, whatever
@@ -124,6 +126,7 @@ impl EpisodeReplay {
             terminated: last,
             truncated: false,
             success: None,
+            frame: None,
         }
     }
 }

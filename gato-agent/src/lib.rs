@@ -17,13 +17,23 @@
 #![warn(missing_docs)]
 
 mod agent;
+pub mod bridge;
 mod environment;
 mod error;
+mod eval;
+mod mock;
 mod offline;
 mod prompt;
+mod references;
 
 pub use agent::{Action, Agent, StepObserver};
 pub use environment::{run_episode, Environment, EpisodeReplay, EpisodeReport, Observation};
 pub use error::{Error, Result};
+pub use eval::{
+    evaluate, mean_std, play_episode, EpisodeOutcome, EpisodeResult, EvalPlan, ExpertPlayer,
+    Latency, ModelPlayer, Player, Policy, RandomPlayer, Summary,
+};
+pub use mock::MockEnv;
 pub use offline::{evaluate_offline, StepResult};
 pub use prompt::prompt_from;
+pub use references::{Reference, References};
