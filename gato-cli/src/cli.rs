@@ -153,6 +153,9 @@ pub enum Command {
     /// Train a model by behaviour cloning on episode files (design.md §8): progress bar, metrics.jsonl,
     /// loss.png and checkpoints under --out; --resume continues a run bit for bit.
     Train(TrainArgs),
+    /// Play the live simulators (Python worker processes) and score: mean return, success rate and the
+    /// expert-normalised score per environment (design.md §9, docs/env-protocol.md).
+    Eval(EvalArgs),
     /// Write a config preset as config.json (to edit and pass to --config).
     Config {
         /// Preset to start from.
@@ -294,6 +297,70 @@ pub struct ForwardArgs {
     /// Timed repetitions of the forward pass (the best is reported).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub reps: usize,
+    /// Output format.
+    #[command(flatten)]
+    pub format: Format,
+}
+
+/// Arguments of `gato eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Checkpoint directory (required with --policy model).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// Environments, comma-separated: cartpole, pendulum, babyai, breakout, metaworld, or all (mock: the
+    /// protocol's test task).
+    #[arg(long, default_value = "all", value_name = "LIST")]
+    pub env: String,
+    /// Episodes per environment; episode i starts from seed --seed + i.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub episodes: usize,
+    /// Worker processes (and acting threads) per environment.
+    #[arg(long, default_value_t = 1, value_name = "W")]
+    pub workers: usize,
+    /// Who acts: the model, the environment's scripted expert, or a uniform random policy (the last two need no
+    /// checkpoint: they check the bridge and the references).
+    #[arg(long, default_value = "model", value_name = "model|expert|random")]
+    pub policy: String,
+    /// Prompt the model with an expert demonstration of the task (the first episode of
+    /// --prompt-episodes/<env>.safetensors, up to half the context), or with nothing.
+    #[arg(long, default_value = "expert", value_name = "expert|none")]
+    pub prompt: String,
+    /// Directory of recorded episodes the prompts come from.
+    #[arg(long, default_value = "data/episodes", value_name = "DIR")]
+    pub prompt_episodes: PathBuf,
+    /// Seed of episode 0 (the default is far from the recorded episodes' seeds).
+    #[arg(long, default_value_t = 1_000_000, value_name = "S")]
+    pub seed: u64,
+    /// Cut episodes after this many steps (default: the environment's own limit).
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<usize>,
+    /// Write an animated GIF of episode 0 of each environment to DIR/<env>.gif.
+    #[arg(long, value_name = "DIR")]
+    pub video: Option<PathBuf>,
+    /// Random and expert reference returns (default: data/references.json).
+    #[arg(long, value_name = "FILE")]
+    pub references: Option<PathBuf>,
+    /// Python interpreter with the simulators (default: $GATO_PYTHON, else .cache/venv-record/bin/python from
+    /// `bash tools/record/setup.sh`).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Seconds a worker may take to answer one request before it counts as hung and is restarted.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub step_timeout: f64,
+    /// Sampling temperature (> 0).
+    #[arg(long, default_value_t = 1.0, conflicts_with = "argmax")]
+    pub temperature: f32,
+    /// Take the most likely legal token instead of sampling.
+    #[arg(long)]
+    pub argmax: bool,
+    /// When the context window is full: `slide` (the default for live play: a step keeps its cost, design.md
+    /// §7) or `rebuild`.
+    #[arg(long, default_value = "slide", value_name = "POLICY")]
+    pub window: String,
+    /// Text tokenizer for text fields.
+    #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
+    pub text_tokenizer: String,
     /// Output format.
     #[command(flatten)]
     pub format: Format,

@@ -22,6 +22,7 @@ pub mod alloc_count;
 mod cli;
 mod commands;
 mod error;
+mod gif;
 mod output;
 mod plot;
 
@@ -63,6 +64,7 @@ where
             return;
         }
         gato_transformer::atomic_dir::remove_pending();
+        gato_agent::bridge::kill_all_workers();
         std::process::exit(130);
     });
     let cli = match Cli::try_parse_from(args) {

@@ -8,6 +8,7 @@ mod check;
 mod config;
 mod demo;
 mod episodes;
+mod eval;
 mod forward;
 mod info;
 mod init;
@@ -63,6 +64,13 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             }
         }
         Command::Demo { steps, .. } => check_range("steps", *steps, 1, usize::MAX)?,
+        Command::Eval(args) => {
+            check_range("episodes", args.episodes, 1, usize::MAX)?;
+            check_range("workers", args.workers, 1, 256)?;
+            if let Some(n) = args.max_steps {
+                check_range("max-steps", n, 1, usize::MAX)?;
+            }
+        }
         _ => {}
     }
     match &cli.command {
@@ -122,6 +130,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Episodes { files, format } => episodes::run(files, format.json),
         Command::Tokenizers { format } => Ok(tokenizers::run(format.json)?),
         Command::Train(args) => train::run(&backend(cli)?, args),
+        Command::Eval(args) => eval::run(|| backend(cli), args, weights, precision),
     }
 }
 
