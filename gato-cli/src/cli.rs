@@ -154,7 +154,7 @@ pub enum Command {
     /// loss.png and checkpoints under --out; --resume continues a run bit for bit.
     Train(TrainArgs),
     /// Play the live simulators (Python worker processes) and score: mean return, success rate and the
-    /// expert-normalised score per environment (design.md §9, docs/env-protocol.md).
+    /// expert-normalised score per environment (design.md §7, docs/env-protocol.md).
     Eval(EvalArgs),
     /// Write a config preset as config.json (to edit and pass to --config).
     Config {
