@@ -127,18 +127,17 @@ fn a_model_plays_cartpole_with_an_expert_prompt_and_the_mock_task_without() {
 
 #[test]
 fn a_missing_python_or_package_is_one_error_naming_the_set_up_command() {
-    let o = gato(&[
-        "eval",
-        "--policy",
-        "expert",
-        "--env",
-        "cartpole",
-        "--python",
-        "/nonexistent/python3",
-    ]);
-    let err = text(&o).1;
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    no_panic(&err);
+    // The expert on CartPole with `python`: fails with status 1 and no panic; the error text.
+    let fails_with = |python: &str| {
+        let o = gato(&[
+            "eval", "--policy", "expert", "--env", "cartpole", "--python", python,
+        ]);
+        let err = text(&o).1;
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        no_panic(&err);
+        err
+    };
+    let err = fails_with("/nonexistent/python3");
     assert!(err.contains("bash tools/record/setup.sh"), "{err}");
     // A Python without the simulator packages (site-packages off).
     let dir = scratch("eval-bare-python");
@@ -155,17 +154,7 @@ fn a_missing_python_or_package_is_one_error_naming_the_set_up_command() {
         .status()
         .is_ok_and(|s| s.success())
     {
-        let o = gato(&[
-            "eval",
-            "--policy",
-            "expert",
-            "--env",
-            "cartpole",
-            "--python",
-            bare.to_str().unwrap(),
-        ]);
-        let err = text(&o).1;
-        assert_eq!(o.status.code(), Some(1), "{err}");
+        let err = fails_with(bare.to_str().unwrap());
         assert!(
             err.contains("missing package") && err.contains("bash tools/record/setup.sh"),
             "{err}"
