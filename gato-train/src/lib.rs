@@ -13,6 +13,7 @@
 
 mod adamw;
 pub mod checkpoint;
+mod distributed;
 mod error;
 mod params;
 pub mod run;
@@ -20,6 +21,7 @@ mod schedule;
 mod trainer;
 
 pub use adamw::{clip_scale, decays, AdamW, HostGradients};
+pub use distributed::{shard, Communicator, LocalCommunicator, LocalGroup, BUCKET};
 pub use error::{RunResult, TrainError};
 pub use params::ParamMap;
 pub use schedule::learning_rate;

@@ -147,18 +147,7 @@ impl Trainer {
         dropout: Dropout,
     ) -> Result<StepReport> {
         let step = self.step;
-        let at_step = |e: Error| match e {
-            Error::NonFinite {
-                field,
-                index,
-                value,
-            } => Error::NonFinite {
-                field: format!("{field} at step {step}"),
-                index,
-                value,
-            },
-            other => other,
-        };
+        let at_step = |e| at_step(step, e);
         // The model view shares the parameters' storage; it is dropped before the in-place update.
         let (loss, targets, grads) = {
             let model = self.model()?;
@@ -180,6 +169,72 @@ impl Trainer {
     }
 }
 
+impl Trainer {
+    /// One data-parallel optimiser step: this rank's micro-batches `batches` (its [`crate::shard`] of the global
+    /// batch, whose first micro-batch has index `first` in it), the gradients summed over the ranks by `comm` and
+    /// averaged over the global batch's targets, then the same clipping and AdamW on every rank. With one rank
+    /// this is [`Self::step_accumulated`] up to the order of floating-point sums. The loss reported is the
+    /// global batch's.
+    pub fn step_distributed(
+        &mut self,
+        be: &dyn Backend,
+        comm: &dyn crate::Communicator,
+        batches: &[&TokenBatch],
+        first: u64,
+        mode: EmbeddingMode,
+        dropout: Dropout,
+    ) -> Result<StepReport> {
+        let step = self.step;
+        let (loss_sum, targets, local) = {
+            let model = self.model()?;
+            crate::distributed::local_sums(&model, be, batches, first, mode, dropout)?
+        };
+        let mut totals = [loss_sum, targets as f64];
+        comm.all_reduce_sum_f64(&mut totals)?;
+        let names: Vec<(String, Vec<usize>)> = self
+            .params
+            .0
+            .iter()
+            .map(|(n, t)| (n.clone(), t.dims().to_vec()))
+            .collect();
+        let grads = crate::distributed::all_reduce_mean(be, comm, &names, &local, totals[1])?;
+        let loss = if totals[1] > 0.0 {
+            totals[0] / totals[1]
+        } else {
+            0.0
+        };
+        let grad_norm = AdamW::global_norm(be, &grads).map_err(|e| at_step(step, e))?;
+        let t = &self.config.training;
+        let lr = learning_rate(t, step, self.total_steps);
+        let scale = clip_scale(grad_norm, t.gradient_clip_norm);
+        self.opt.step(be, t, &mut self.params, &grads, lr, scale)?;
+        self.step += 1;
+        Ok(StepReport {
+            step,
+            loss,
+            targets: totals[1] as usize,
+            grad_norm,
+            lr,
+        })
+    }
+}
+
+/// A non-finite value's error, naming the step it happened at.
+fn at_step(step: usize, e: Error) -> Error {
+    match e {
+        Error::NonFinite {
+            field,
+            index,
+            value,
+        } => Error::NonFinite {
+            field: format!("{field} at step {step}"),
+            index,
+            value,
+        },
+        other => other,
+    }
+}
+
 /// The loss and gradients of `model` over the union of `batches` (the targets of all of them weighted equally):
 /// `(loss, targets, gradients)`, the gradients on the backend. Micro-batch `i` uses `mode` and `dropout` with their
 /// seeds plus `i`. A non-finite loss is an error.
@@ -190,21 +245,8 @@ pub fn accumulated_gradients(
     mode: EmbeddingMode,
     dropout: Dropout,
 ) -> Result<(f64, usize, Gradients)> {
-    let mut sum = Gradients::default();
-    let (mut loss_sum, mut total) = (0.0, 0usize);
-    let single = batches.len() == 1;
-    for (i, batch) in batches.iter().enumerate() {
-        let i = i as u64;
-        let mode = match mode {
-            EmbeddingMode::Train { seed } => EmbeddingMode::Train {
-                seed: seed.wrapping_add(i),
-            },
-            EmbeddingMode::Eval => EmbeddingMode::Eval,
-        };
-        let dropout = Dropout {
-            seed: dropout.seed.wrapping_add(i),
-            ..dropout
-        };
+    if let [batch] = batches {
+        // One micro-batch: its mean as it is (no scaling by the target count and back).
         let (loss, grads) = model.loss_and_gradients_with(be, batch, mode, dropout)?;
         if !loss.loss.is_finite() {
             return Err(Error::NonFinite {
@@ -213,16 +255,10 @@ pub fn accumulated_gradients(
                 value: loss.loss,
             });
         }
-        if single {
-            return Ok((loss.loss, loss.targets, grads));
-        }
-        // Means become sums over targets here, and the sum a mean over all targets below.
-        loss_sum += loss.loss * loss.targets as f64;
-        total += loss.targets;
-        for (name, g) in grads.iter() {
-            sum.add(be, name.clone(), be.affine(g, loss.targets as f32, 0.0)?)?;
-        }
+        return Ok((loss.loss, loss.targets, grads));
     }
+    let (loss_sum, total, sum) =
+        crate::distributed::local_sums(model, be, batches, 0, mode, dropout)?;
     if total == 0 {
         return Ok((0.0, 0, Gradients::default()));
     }
