@@ -119,8 +119,15 @@ def main() -> None:
     a = p.parse_args()
     names = ENVS if a.env == "all" else a.env.split(",")
     rows = [record(n, a.episodes, a.out, a.seed, a.max_steps, a.tag, a.workers) for n in names]
-    with open(os.path.join(a.out, f"summary{a.tag}.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+    # Merge into the directory's summary: a domain recorded again replaces its row.
+    summary_path = os.path.join(a.out, f"summary{a.tag}.json")
+    try:
+        with open(summary_path) as f:
+            old = [r for r in json.load(f) if r["env"] not in {x["env"] for x in rows}]
+    except (FileNotFoundError, ValueError):
+        old = []
+    with open(summary_path, "w") as f:
+        json.dump(old + rows, f, indent=1)
     print(f"\n{'env':<26} {'kept/rec':>9} {'steps':>7} {'kept return':>12} {'discarded':>10} {'random':>9} {'time':>7}  file")
     for r in rows:
         print(f"{r['env']:<26} {r['kept']:>4}/{r['recorded']:<4} {r['steps']:>7} {r['mean_return']:>12.1f} "

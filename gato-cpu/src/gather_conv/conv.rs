@@ -5,32 +5,47 @@ use gato_core::ops::{Conv2dDims, MatmulDims};
 use gato_core::shape::Shape;
 use rayon::prelude::*;
 
-/// Unfold one image `[C, H, W]` into columns `[C·kh·kw, OH·OW]` (zero padding).
-fn im2col(x: &[f32], d: &Conv2dDims) -> Vec<f32> {
+/// The output columns `ox` whose input column `ox·stride + kx − pad` lies inside `[0, w)`: a range, so the copy
+/// between an image row and a column row is a slice operation rather than a bounds test per pixel.
+fn valid_ox(d: &Conv2dDims, kx: usize) -> std::ops::Range<usize> {
+    let (s, pad) = (d.stride.max(1) as isize, d.pad as isize);
+    let lo = (pad - kx as isize).max(0);
+    let lo = ((lo + s - 1) / s) as usize;
+    // ox·s + kx − pad ≤ w − 1  ⇔  ox ≤ (w − 1 − kx + pad) / s
+    let top = d.w as isize - 1 - kx as isize + pad;
+    let hi = if top < 0 { 0 } else { (top / s + 1) as usize };
+    lo.min(d.ow)..hi.min(d.ow).max(lo.min(d.ow))
+}
+
+/// Unfold one image `[C, H, W]` into columns `[C·kh·kw, OH·OW]` (zero padding), written at `at` within rows of
+/// `row_len` values of `cols` (so a chunk of images can share one column matrix).
+fn im2col_into(x: &[f32], d: &Conv2dDims, cols: &mut [f32], row_len: usize, at: usize) {
     let p = d.oh * d.ow;
-    let mut cols = vec![0.0f32; d.c * d.kh * d.kw * p];
     for c in 0..d.c {
         for ky in 0..d.kh {
             for kx in 0..d.kw {
                 let row = (c * d.kh + ky) * d.kw + kx;
-                let dst = &mut cols[row * p..(row + 1) * p];
+                let dst = &mut cols[row * row_len + at..row * row_len + at + p];
+                let xs = valid_ox(d, kx);
                 for oy in 0..d.oh {
                     let y = (oy * d.stride + ky) as isize - d.pad as isize;
-                    if y < 0 || y >= d.h as isize {
+                    if y < 0 || y >= d.h as isize || xs.is_empty() {
                         continue;
                     }
-                    for ox in 0..d.ow {
-                        let xx = (ox * d.stride + kx) as isize - d.pad as isize;
-                        if xx < 0 || xx >= d.w as isize {
-                            continue;
+                    let src = &x[(c * d.h + y as usize) * d.w..(c * d.h + y as usize + 1) * d.w];
+                    let out = &mut dst[oy * d.ow..(oy + 1) * d.ow];
+                    let x0 = xs.start * d.stride + kx - d.pad;
+                    if d.stride == 1 {
+                        out[xs.clone()].copy_from_slice(&src[x0..x0 + xs.len()]);
+                    } else {
+                        for (k, ox) in xs.clone().enumerate() {
+                            out[ox] = src[x0 + k * d.stride];
                         }
-                        dst[oy * d.ow + ox] = x[(c * d.h + y as usize) * d.w + xx as usize];
                     }
                 }
             }
         }
     }
-    cols
 }
 
 pub(crate) fn conv2d(
@@ -43,20 +58,30 @@ pub(crate) fn conv2d(
 ) {
     let p = d.oh * d.ow;
     let ck = d.c * d.kh * d.kw;
-    let mm = MatmulDims {
-        batch: 1,
-        m: d.o,
-        n: p,
-        k: ck,
-        b_batched: false,
-        out: Shape::new([d.o, p]),
-    };
     let img_len = d.c * d.h * d.w;
-    if d.o * p == 0 {
+    if d.o * p == 0 || d.n == 0 {
         return;
     }
-    for (i, y) in out.chunks_mut(d.o * p).enumerate().take(d.n) {
-        let cols = im2col(&x[i * img_len..(i + 1) * img_len], d);
+    // Images in chunks: one column matrix [C·kh·kw, cnt·P] and one GEMM per chunk, long enough to run near the
+    // GEMM ceiling (one GEMM per 16×16 patch would be a few thousand multiply-adds each).
+    let chunk = (CHUNK_VALUES / (ck.max(d.o) * p).max(1)).clamp(1, d.n);
+    for first in (0..d.n).step_by(chunk) {
+        let cnt = chunk.min(d.n - first);
+        let np = cnt * p;
+        let mut cols = vec![0.0f32; ck * np];
+        for j in 0..cnt {
+            let b = first + j;
+            im2col_into(&x[b * img_len..(b + 1) * img_len], d, &mut cols, np, j * p);
+        }
+        let mm = MatmulDims {
+            batch: 1,
+            m: d.o,
+            n: np,
+            k: ck,
+            b_batched: false,
+            out: Shape::new([d.o, np]),
+        };
+        let mut y = vec![0.0f32; d.o * np];
         crate::matmul::gemm::matmul(
             w,
             crate::matmul::small_m::Weights::F32(&cols),
@@ -65,13 +90,20 @@ pub(crate) fn conv2d(
             threads,
             None,
             None,
-            y,
+            &mut y,
         );
-        if let Some(b) = bias {
-            for (row, &bo) in y.chunks_mut(p).zip(b) {
-                row.iter_mut().for_each(|v| *v += bo);
-            }
-        }
+        // [O, cnt·P] → images [cnt, O, P], plus the bias.
+        out[first * d.o * p..(first + cnt) * d.o * p]
+            .par_chunks_mut(d.o * p)
+            .enumerate()
+            .for_each(|(j, img)| {
+                for (oc, row) in img.chunks_mut(p).enumerate() {
+                    row.copy_from_slice(&y[oc * np + j * p..oc * np + (j + 1) * p]);
+                    if let Some(b) = bias {
+                        row.iter_mut().for_each(|v| *v += b[oc]);
+                    }
+                }
+            });
     }
 }
 
@@ -102,77 +134,134 @@ pub(crate) fn scatter_add_rows(ids: &[u32], dy: &[f32], d: usize, out: &mut [f32
     });
 }
 
-/// Conv2d backward as direct loops (readable first; the patch embedding's convolutions are 16 × 16 images):
-/// `dw` with output channels as the parallel work items, `dx` with images, `db` the sums of `dy` per channel.
+/// Values of unfolded columns per chunk of images in the backward pass (16 MiB of f32): the chunk's GEMMs are
+/// long enough to run near the GEMM ceiling, and the buffers stay in the last-level cache's neighbourhood.
+const CHUNK_VALUES: usize = 1 << 22;
+
+/// The convolution's backward (`docs/design.md` §8) as GEMMs over chunks of images, im2col's transpose: with the
+/// chunk's columns `cols [C·kh·kw, cnt·P]` and output gradients `dY [O, cnt·P]`, `dW += dY · colsᵀ`,
+/// `dcols = Wᵀ · dY` folded back onto the input (col2im), and `db` the sum of `dY` (in f64).
 pub(crate) fn conv2d_backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
     d: &Conv2dDims,
+    threads: usize,
     (dx, dw, db): (&mut [f32], &mut [f32], &mut [f32]),
 ) {
-    let (s, p) = (d.stride, d.pad as isize);
-    let (ohw, chw, ckk) = (d.oh * d.ow, d.c * d.h * d.w, d.c * d.kh * d.kw);
-    // The input pixel under output (oy, ox) and kernel tap (ky, kx), if inside the image.
-    let tap = move |oy: usize, ox: usize, ky: usize, kx: usize| -> Option<usize> {
-        let iy = (oy * s + ky) as isize - p;
-        let ix = (ox * s + kx) as isize - p;
-        (iy >= 0 && ix >= 0 && (iy as usize) < d.h && (ix as usize) < d.w)
-            .then(|| iy as usize * d.w + ix as usize)
-    };
-    if ckk > 0 {
-        dw.par_chunks_mut(ckk).enumerate().for_each(|(oc, dwo)| {
-            for b in 0..d.n {
-                let g = &dy[(b * d.o + oc) * ohw..(b * d.o + oc + 1) * ohw];
-                let xb = &x[b * chw..(b + 1) * chw];
-                for ic in 0..d.c {
-                    for ky in 0..d.kh {
-                        for kx in 0..d.kw {
-                            let mut acc = 0f32;
-                            for oy in 0..d.oh {
-                                for ox in 0..d.ow {
-                                    if let Some(px) = tap(oy, ox, ky, kx) {
-                                        acc += g[oy * d.ow + ox] * xb[ic * d.h * d.w + px];
-                                    }
-                                }
-                            }
-                            dwo[(ic * d.kh + ky) * d.kw + kx] += acc;
-                        }
-                    }
-                }
-            }
-        });
-    }
-    if chw > 0 {
-        dx.par_chunks_mut(chw).enumerate().for_each(|(b, dxb)| {
-            for oc in 0..d.o {
-                let g = &dy[(b * d.o + oc) * ohw..(b * d.o + oc + 1) * ohw];
-                let wo = &w[oc * ckk..(oc + 1) * ckk];
-                for ic in 0..d.c {
-                    for ky in 0..d.kh {
-                        for kx in 0..d.kw {
-                            let wv = wo[(ic * d.kh + ky) * d.kw + kx];
-                            for oy in 0..d.oh {
-                                for ox in 0..d.ow {
-                                    if let Some(px) = tap(oy, ox, ky, kx) {
-                                        dxb[ic * d.h * d.w + px] += g[oy * d.ow + ox] * wv;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        });
-    }
+    let (p, chw, ckk) = (d.oh * d.ow, d.c * d.h * d.w, d.c * d.kh * d.kw);
     db.par_iter_mut().enumerate().for_each(|(oc, o)| {
         *o = (0..d.n)
             .map(|b| {
-                dy[(b * d.o + oc) * ohw..(b * d.o + oc + 1) * ohw]
+                dy[(b * d.o + oc) * p..(b * d.o + oc + 1) * p]
                     .iter()
                     .map(|&v| v as f64)
                     .sum::<f64>()
             })
             .sum::<f64>() as f32;
     });
+    if p == 0 || ckk == 0 || d.o == 0 || d.n == 0 {
+        return;
+    }
+    let per_image = ckk.max(d.o) * p;
+    let chunk = (CHUNK_VALUES / per_image).clamp(1, d.n);
+    let mut dw_part = vec![0.0f32; d.o * ckk];
+    for first in (0..d.n).step_by(chunk) {
+        let cnt = chunk.min(d.n - first);
+        let np = cnt * p;
+        // The chunk's columns and output gradients, image j in columns j·P .. (j+1)·P.
+        let mut cols = vec![0.0f32; ckk * np];
+        let mut dyc = vec![0.0f32; d.o * np];
+        for j in 0..cnt {
+            let b = first + j;
+            im2col_into(&x[b * chw..(b + 1) * chw], d, &mut cols, np, j * p);
+            for oc in 0..d.o {
+                dyc[oc * np + j * p..oc * np + (j + 1) * p]
+                    .copy_from_slice(&dy[(b * d.o + oc) * p..(b * d.o + oc + 1) * p]);
+            }
+        }
+        // dW [O, CKK] += dY [O, cnt·P] · colsᵀ (cols is [CKK, cnt·P]).
+        let mm = |m: usize, n: usize, k: usize| MatmulDims {
+            batch: 1,
+            m,
+            n,
+            k,
+            b_batched: false,
+            out: Shape::new([m, n]),
+        };
+        let spec_bt = MatmulSpec {
+            trans_b: true,
+            ..MatmulSpec::default()
+        };
+        let w_cols = crate::matmul::small_m::Weights::F32(&cols);
+        crate::matmul::gemm::matmul(
+            &dyc,
+            w_cols,
+            &mm(d.o, ckk, np),
+            &spec_bt,
+            threads,
+            None,
+            None,
+            &mut dw_part,
+        );
+        dw.iter_mut().zip(&dw_part).for_each(|(a, b)| *a += b);
+        // dcols [CKK, cnt·P] = Wᵀ · dY (W is [O, CKK]).
+        let spec_at = MatmulSpec {
+            trans_a: true,
+            ..MatmulSpec::default()
+        };
+        let mut dcols = cols; // reuse the allocation: every value is overwritten
+        let w_dy = crate::matmul::small_m::Weights::F32(&dyc);
+        crate::matmul::gemm::matmul(
+            w,
+            w_dy,
+            &mm(ckk, np, d.o),
+            &spec_at,
+            threads,
+            None,
+            None,
+            &mut dcols,
+        );
+        // col2im: each image's columns added back onto its pixels (images in parallel: disjoint outputs).
+        dx[first * chw..(first + cnt) * chw]
+            .par_chunks_mut(chw)
+            .enumerate()
+            .for_each(|(j, dxb)| col2im_add(&dcols, np, j * p, d, dxb));
+    }
+}
+
+/// Add image `j`'s columns of `dcols` (`[C·kh·kw, row_len]`, the image at column offset `at`) onto its pixels
+/// `dxb` (`[C, H, W]`): the transpose of [`im2col`].
+fn col2im_add(dcols: &[f32], row_len: usize, at: usize, d: &Conv2dDims, dxb: &mut [f32]) {
+    for c in 0..d.c {
+        for ky in 0..d.kh {
+            for kx in 0..d.kw {
+                let row = (c * d.kh + ky) * d.kw + kx;
+                let src = &dcols[row * row_len + at..row * row_len + at + d.oh * d.ow];
+                let xs = valid_ox(d, kx);
+                if xs.is_empty() {
+                    continue;
+                }
+                let x0 = xs.start * d.stride + kx - d.pad;
+                for oy in 0..d.oh {
+                    let y = (oy * d.stride + ky) as isize - d.pad as isize;
+                    if y < 0 || y >= d.h as isize {
+                        continue;
+                    }
+                    let dst =
+                        &mut dxb[(c * d.h + y as usize) * d.w..(c * d.h + y as usize + 1) * d.w];
+                    let g = &src[oy * d.ow..(oy + 1) * d.ow];
+                    if d.stride == 1 {
+                        for (a, b) in dst[x0..x0 + xs.len()].iter_mut().zip(&g[xs.clone()]) {
+                            *a += b;
+                        }
+                    } else {
+                        for (k, ox) in xs.clone().enumerate() {
+                            dst[x0 + k * d.stride] += g[ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

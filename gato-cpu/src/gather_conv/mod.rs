@@ -74,7 +74,7 @@ impl GatherConvOps for CpuBackend {
         );
         let (mut dw, mut db) = (vec![0f32; wv.len()], vec![0f32; d.o]);
         let dx = self.compute_f32(OP, x.shape().clone(), |dx| {
-            conv::conv2d_backward(xv, wv, gv, &d, (dx, &mut dw, &mut db))
+            conv::conv2d_backward(xv, wv, gv, &d, self.threads, (dx, &mut dw, &mut db))
         })?;
         let dw = self.upload(HostSlice::F32(&dw), w.shape())?;
         let db = self.upload(HostSlice::F32(&db), &Shape::new([d.o]))?;
