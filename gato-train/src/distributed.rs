@@ -136,6 +136,37 @@ impl Communicator for LocalCommunicator {
     }
 }
 
+/// Loss and gradients of micro-batch `i` (patch positions and dropout masks from the seeds plus `i`); a
+/// non-finite loss is an error.
+pub(crate) fn micro_batch(
+    model: &gato_transformer::GatoTransformer,
+    be: &dyn Backend,
+    batch: &TokenBatch,
+    i: u64,
+    mode: EmbeddingMode,
+    dropout: Dropout,
+) -> Result<(gato_transformer::LossReport, Gradients)> {
+    let mode = match mode {
+        EmbeddingMode::Train { seed } => EmbeddingMode::Train {
+            seed: seed.wrapping_add(i),
+        },
+        EmbeddingMode::Eval => EmbeddingMode::Eval,
+    };
+    let dropout = Dropout {
+        seed: dropout.seed.wrapping_add(i),
+        ..dropout
+    };
+    let (loss, grads) = model.loss_and_gradients_with(be, batch, mode, dropout)?;
+    if !loss.loss.is_finite() {
+        return Err(Error::NonFinite {
+            field: "loss".into(),
+            index: 0,
+            value: loss.loss,
+        });
+    }
+    Ok((loss, grads))
+}
+
 /// The target-weighted sums of this rank's micro-batches: `(Σ loss·targets, Σ targets, Σ gradient·targets)`.
 /// Micro-batch `i` draws its patch positions and dropout masks from the seeds plus `first + i`, so a rank's
 /// micro-batches get the seeds they would have in one process accumulating the whole global batch.
@@ -150,25 +181,7 @@ pub(crate) fn local_sums(
     let mut sum = Gradients::default();
     let (mut loss_sum, mut total) = (0.0, 0usize);
     for (i, batch) in batches.iter().enumerate() {
-        let i = first + i as u64;
-        let mode = match mode {
-            EmbeddingMode::Train { seed } => EmbeddingMode::Train {
-                seed: seed.wrapping_add(i),
-            },
-            EmbeddingMode::Eval => EmbeddingMode::Eval,
-        };
-        let dropout = Dropout {
-            seed: dropout.seed.wrapping_add(i),
-            ..dropout
-        };
-        let (loss, grads) = model.loss_and_gradients_with(be, batch, mode, dropout)?;
-        if !loss.loss.is_finite() {
-            return Err(Error::NonFinite {
-                field: "loss".into(),
-                index: 0,
-                value: loss.loss,
-            });
-        }
+        let (loss, grads) = micro_batch(model, be, batch, first + i as u64, mode, dropout)?;
         loss_sum += loss.loss * loss.targets as f64;
         total += loss.targets;
         for (name, g) in grads.iter() {

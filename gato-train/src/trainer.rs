@@ -153,11 +153,23 @@ impl Trainer {
             let model = self.model()?;
             accumulated_gradients(&model, be, batches, mode, dropout).map_err(at_step)?
         };
-        let grad_norm = AdamW::global_norm(be, &grads).map_err(at_step)?;
+        self.update(be, loss, targets, &grads)
+    }
+
+    /// Clip, schedule and take the AdamW step with `grads` (the mean gradients of the step's batch).
+    fn update(
+        &mut self,
+        be: &dyn Backend,
+        loss: f64,
+        targets: usize,
+        grads: &Gradients,
+    ) -> Result<StepReport> {
+        let step = self.step;
+        let grad_norm = AdamW::global_norm(be, grads).map_err(|e| at_step(step, e))?;
         let t = &self.config.training;
         let lr = learning_rate(t, step, self.total_steps);
         let scale = clip_scale(grad_norm, t.gradient_clip_norm);
-        self.opt.step(be, t, &mut self.params, &grads, lr, scale)?;
+        self.opt.step(be, t, &mut self.params, grads, lr, scale)?;
         self.step += 1;
         Ok(StepReport {
             step,
@@ -187,7 +199,8 @@ impl Trainer {
         let step = self.step;
         let (loss_sum, targets, local) = {
             let model = self.model()?;
-            crate::distributed::local_sums(&model, be, batches, first, mode, dropout)?
+            crate::distributed::local_sums(&model, be, batches, first, mode, dropout)
+                .map_err(|e| at_step(step, e))?
         };
         let mut totals = [loss_sum, targets as f64];
         comm.all_reduce_sum_f64(&mut totals)?;
@@ -203,19 +216,7 @@ impl Trainer {
         } else {
             0.0
         };
-        let grad_norm = AdamW::global_norm(be, &grads).map_err(|e| at_step(step, e))?;
-        let t = &self.config.training;
-        let lr = learning_rate(t, step, self.total_steps);
-        let scale = clip_scale(grad_norm, t.gradient_clip_norm);
-        self.opt.step(be, t, &mut self.params, &grads, lr, scale)?;
-        self.step += 1;
-        Ok(StepReport {
-            step,
-            loss,
-            targets: totals[1] as usize,
-            grad_norm,
-            lr,
-        })
+        self.update(be, loss, totals[1] as usize, &grads)
     }
 }
 
@@ -247,14 +248,7 @@ pub fn accumulated_gradients(
 ) -> Result<(f64, usize, Gradients)> {
     if let [batch] = batches {
         // One micro-batch: its mean as it is (no scaling by the target count and back).
-        let (loss, grads) = model.loss_and_gradients_with(be, batch, mode, dropout)?;
-        if !loss.loss.is_finite() {
-            return Err(Error::NonFinite {
-                field: "loss".into(),
-                index: 0,
-                value: loss.loss,
-            });
-        }
+        let (loss, grads) = crate::distributed::micro_batch(model, be, batch, 0, mode, dropout)?;
         return Ok((loss.loss, loss.targets, grads));
     }
     let (loss_sum, total, sum) =
