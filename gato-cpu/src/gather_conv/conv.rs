@@ -48,6 +48,52 @@ fn im2col_into(x: &[f32], d: &Conv2dDims, cols: &mut [f32], row_len: usize, at: 
     }
 }
 
+/// Values of unfolded columns per chunk of images (16 MiB of f32), forward and backward: the chunk's GEMMs are
+/// long enough to run near the GEMM ceiling (one GEMM per 16×16 patch would be a few thousand multiply-adds), and
+/// the buffers stay in the last-level cache's neighbourhood.
+const CHUNK_VALUES: usize = 1 << 22;
+
+/// Images per chunk: as many as keep the larger of the column matrix and the output `[O, cnt·P]` within
+/// [`CHUNK_VALUES`], at least one.
+fn images_per_chunk(d: &Conv2dDims) -> usize {
+    let per_image = (d.c * d.kh * d.kw).max(d.o) * d.oh * d.ow;
+    (CHUNK_VALUES / per_image.max(1)).clamp(1, d.n.max(1))
+}
+
+/// The column matrix `[C·kh·kw, cnt·P]` of images `first .. first + cnt` of `x`, image `j` in columns
+/// `j·P .. (j+1)·P`.
+fn chunk_columns(x: &[f32], d: &Conv2dDims, first: usize, cnt: usize) -> Vec<f32> {
+    let (p, img_len) = (d.oh * d.ow, d.c * d.h * d.w);
+    let np = cnt * p;
+    let mut cols = vec![0.0f32; d.c * d.kh * d.kw * np];
+    for j in 0..cnt {
+        let b = first + j;
+        im2col_into(&x[b * img_len..(b + 1) * img_len], d, &mut cols, np, j * p);
+    }
+    cols
+}
+
+/// `out [m, n] = op(a) · op(b)` with inner dimension `k`, on the backend's GEMM.
+fn gemm(
+    a: &[f32],
+    b: &[f32],
+    (m, n, k): (usize, usize, usize),
+    spec: MatmulSpec,
+    threads: usize,
+    out: &mut [f32],
+) {
+    let dims = MatmulDims {
+        batch: 1,
+        m,
+        n,
+        k,
+        b_batched: false,
+        out: Shape::new([m, n]),
+    };
+    let b = crate::matmul::small_m::Weights::F32(b);
+    crate::matmul::gemm::matmul(a, b, &dims, &spec, threads, None, None, out);
+}
+
 pub(crate) fn conv2d(
     x: &[f32],
     w: &[f32],
@@ -58,38 +104,22 @@ pub(crate) fn conv2d(
 ) {
     let p = d.oh * d.ow;
     let ck = d.c * d.kh * d.kw;
-    let img_len = d.c * d.h * d.w;
     if d.o * p == 0 || d.n == 0 {
         return;
     }
-    // Images in chunks: one column matrix [C·kh·kw, cnt·P] and one GEMM per chunk, long enough to run near the
-    // GEMM ceiling (one GEMM per 16×16 patch would be a few thousand multiply-adds each).
-    let chunk = (CHUNK_VALUES / (ck.max(d.o) * p).max(1)).clamp(1, d.n);
+    // Images in chunks: one column matrix [C·kh·kw, cnt·P] and one GEMM per chunk.
+    let chunk = images_per_chunk(d);
     for first in (0..d.n).step_by(chunk) {
         let cnt = chunk.min(d.n - first);
         let np = cnt * p;
-        let mut cols = vec![0.0f32; ck * np];
-        for j in 0..cnt {
-            let b = first + j;
-            im2col_into(&x[b * img_len..(b + 1) * img_len], d, &mut cols, np, j * p);
-        }
-        let mm = MatmulDims {
-            batch: 1,
-            m: d.o,
-            n: np,
-            k: ck,
-            b_batched: false,
-            out: Shape::new([d.o, np]),
-        };
+        let cols = chunk_columns(x, d, first, cnt);
         let mut y = vec![0.0f32; d.o * np];
-        crate::matmul::gemm::matmul(
+        gemm(
             w,
-            crate::matmul::small_m::Weights::F32(&cols),
-            &mm,
-            &MatmulSpec::default(),
+            &cols,
+            (d.o, np, ck),
+            MatmulSpec::default(),
             threads,
-            None,
-            None,
             &mut y,
         );
         // [O, cnt·P] → images [cnt, O, P], plus the bias.
@@ -134,10 +164,6 @@ pub(crate) fn scatter_add_rows(ids: &[u32], dy: &[f32], d: usize, out: &mut [f32
     });
 }
 
-/// Values of unfolded columns per chunk of images in the backward pass (16 MiB of f32): the chunk's GEMMs are
-/// long enough to run near the GEMM ceiling, and the buffers stay in the last-level cache's neighbourhood.
-const CHUNK_VALUES: usize = 1 << 22;
-
 /// The convolution's backward (`docs/design.md` §8) as GEMMs over chunks of images, im2col's transpose: with the
 /// chunk's columns `cols [C·kh·kw, cnt·P]` and output gradients `dY [O, cnt·P]`, `dW += dY · colsᵀ`,
 /// `dcols = Wᵀ · dY` folded back onto the input (col2im), and `db` the sum of `dY` (in f64).
@@ -163,65 +189,35 @@ pub(crate) fn conv2d_backward(
     if p == 0 || ckk == 0 || d.o == 0 || d.n == 0 {
         return;
     }
-    let per_image = ckk.max(d.o) * p;
-    let chunk = (CHUNK_VALUES / per_image).clamp(1, d.n);
+    let chunk = images_per_chunk(d);
     let mut dw_part = vec![0.0f32; d.o * ckk];
     for first in (0..d.n).step_by(chunk) {
         let cnt = chunk.min(d.n - first);
         let np = cnt * p;
         // The chunk's columns and output gradients, image j in columns j·P .. (j+1)·P.
-        let mut cols = vec![0.0f32; ckk * np];
+        let cols = chunk_columns(x, d, first, cnt);
         let mut dyc = vec![0.0f32; d.o * np];
         for j in 0..cnt {
             let b = first + j;
-            im2col_into(&x[b * chw..(b + 1) * chw], d, &mut cols, np, j * p);
             for oc in 0..d.o {
                 dyc[oc * np + j * p..oc * np + (j + 1) * p]
                     .copy_from_slice(&dy[(b * d.o + oc) * p..(b * d.o + oc + 1) * p]);
             }
         }
         // dW [O, CKK] += dY [O, cnt·P] · colsᵀ (cols is [CKK, cnt·P]).
-        let mm = |m: usize, n: usize, k: usize| MatmulDims {
-            batch: 1,
-            m,
-            n,
-            k,
-            b_batched: false,
-            out: Shape::new([m, n]),
-        };
-        let spec_bt = MatmulSpec {
+        let trans_b = MatmulSpec {
             trans_b: true,
             ..MatmulSpec::default()
         };
-        let w_cols = crate::matmul::small_m::Weights::F32(&cols);
-        crate::matmul::gemm::matmul(
-            &dyc,
-            w_cols,
-            &mm(d.o, ckk, np),
-            &spec_bt,
-            threads,
-            None,
-            None,
-            &mut dw_part,
-        );
+        gemm(&dyc, &cols, (d.o, ckk, np), trans_b, threads, &mut dw_part);
         dw.iter_mut().zip(&dw_part).for_each(|(a, b)| *a += b);
         // dcols [CKK, cnt·P] = Wᵀ · dY (W is [O, CKK]).
-        let spec_at = MatmulSpec {
+        let trans_a = MatmulSpec {
             trans_a: true,
             ..MatmulSpec::default()
         };
         let mut dcols = cols; // reuse the allocation: every value is overwritten
-        let w_dy = crate::matmul::small_m::Weights::F32(&dyc);
-        crate::matmul::gemm::matmul(
-            w,
-            w_dy,
-            &mm(ckk, np, d.o),
-            &spec_at,
-            threads,
-            None,
-            None,
-            &mut dcols,
-        );
+        gemm(w, &dyc, (ckk, np, d.o), trans_a, threads, &mut dcols);
         // col2im: each image's columns added back onto its pixels (images in parallel: disjoint outputs).
         dx[first * chw..(first + cnt) * chw]
             .par_chunks_mut(chw)
@@ -231,7 +227,7 @@ pub(crate) fn conv2d_backward(
 }
 
 /// Add image `j`'s columns of `dcols` (`[C·kh·kw, row_len]`, the image at column offset `at`) onto its pixels
-/// `dxb` (`[C, H, W]`): the transpose of [`im2col`].
+/// `dxb` (`[C, H, W]`): the transpose of [`im2col_into`].
 fn col2im_add(dcols: &[f32], row_len: usize, at: usize, d: &Conv2dDims, dxb: &mut [f32]) {
     for c in 0..d.c {
         for ky in 0..d.kh {
