@@ -7,6 +7,6 @@ pub mod frame;
 mod worker;
 
 pub use worker::{
-    check_action, default_python, kill_all_workers, remove_worker_dir, worker_dir, PythonWorker,
-    WorkerOptions, PROTOCOL, SETUP_COMMAND,
+    check_action, default_python, kill_all_workers, PythonWorker, WorkerOptions, PROTOCOL,
+    SETUP_COMMAND,
 };

@@ -83,7 +83,7 @@ static DIR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
 
 /// The directory the worker's sources are unpacked into: `<temp>/gato-envs-<pid>` (so a process's workers can be
 /// found by their command line), written on first use.
-pub fn worker_dir() -> Result<PathBuf> {
+fn worker_dir() -> Result<PathBuf> {
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("gato-envs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -113,8 +113,8 @@ pub fn kill_all_workers() {
     remove_worker_dir();
 }
 
-/// Remove the unpacked worker sources (at the end of a command).
-pub fn remove_worker_dir() {
+/// Remove the unpacked worker sources.
+fn remove_worker_dir() {
     if let Some(Ok(dir)) = DIR.get() {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -252,16 +252,6 @@ impl PythonWorker {
     /// The simulator's id (e.g. `CartPole-v1`).
     pub fn env_id(&self) -> &str {
         &self.env_id
-    }
-
-    /// Why frames are missing, when rendering was asked for and failed in the worker.
-    pub fn render_note(&self) -> Option<&str> {
-        self.render_note.as_deref()
-    }
-
-    /// The worker's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Mark the worker broken (killed), and the error to return.

@@ -14,7 +14,7 @@ use gato_agent::{
 use gato_core::{Backend, DType, MatmulPrecision};
 use gato_data::EpisodeFile;
 use gato_tokenizers::SequenceBuilder;
-use gato_transformer::{checkpoint, Sampling, WindowPolicy};
+use gato_transformer::{checkpoint, ActionSampler, Sampling, WindowPolicy};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
@@ -89,14 +89,10 @@ pub fn run(
     let sampling = if args.argmax {
         Sampling::Argmax
     } else {
-        if !(args.temperature.is_finite() && args.temperature > 0.0) {
-            return Err(arg(
-                "temperature",
-                format!("{} must be positive", args.temperature),
-            ));
-        }
         Sampling::Temperature(args.temperature)
     };
+    // The sampler is made per episode in the workers; its own check runs here once, before any worker starts.
+    ActionSampler::new(sampling, args.seed)?;
     let prompted = match args.prompt.as_str() {
         "expert" => true,
         "none" => false,
