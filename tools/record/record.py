@@ -61,14 +61,15 @@ def _play(job):
     if name == "metaworld":
         # MT1 samples the task from the environment's own history of resets: a fresh environment per episode,
         # made from the episode's seed, keeps an episode independent of which worker records it.
-        env = make(name, seed)[0]
+        env, env_id = make(name, seed)
     else:
         if name not in _worker_env:
-            _worker_env[name] = make(name, make_seed)[0]
-        env = _worker_env[name]
+            _worker_env[name] = make(name, make_seed)
+        env, env_id = _worker_env[name]
     ep = run_episode(name, env, policy, seed, max_steps)
     ep["return"] = float(np.sum(ep["rewards"], dtype=np.float64))
     ep["seed"] = seed
+    ep["env_id"] = env_id
     return ep
 
 
@@ -88,7 +89,7 @@ def record(name: str, episodes: int, out: str, seed: int, max_steps: int | None,
     random_returns = [e["return"] for e in done[:3]]
     kept = done[3:]
     returns = [e["return"] for e in kept]
-    env_id = make(name, seed)[1]
+    env_id = done[0]["env_id"]  # the simulator's id, as the workers made it
     expert, rand = float(np.mean(returns)), float(np.mean(random_returns))
     span = expert - rand
     keep = [e for e in kept if span <= 0 or (e["return"] - rand) / span >= 0.8]
