@@ -110,17 +110,49 @@ pub enum Command {
     Forward(ForwardArgs),
     /// Act on an episode offline: sample each action, compare with the recorded (expert) one.
     Act(ActArgs),
-    /// The tour: initialise a model, tokenize the bundled real episodes, run the forward pass and act.
+    /// Redraw a training run's learning curves (loss and held-out action accuracy per task) from its
+    /// metrics.jsonl, e.g. of a run made by an older version or copied from another machine.
+    Plot {
+        /// The run's output directory (holding metrics.jsonl).
+        run: PathBuf,
+        /// The PNG to write (default: RUN/loss.png).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Write a checkpoint's (or a training run's newest checkpoint's) weights alone, in another dtype: the
+    /// shipped weights are a training run exported as bf16.
+    Export {
+        /// Checkpoint directory, or a `gato train` output directory (its newest checkpoint).
+        #[arg(long, value_name = "DIR")]
+        checkpoint: PathBuf,
+        /// Output directory (config.json + model.safetensors; no optimiser state).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Weight dtype on disk: f32, bf16 or f16.
+        #[arg(long, default_value = "bf16", value_name = "DTYPE")]
+        dtype: String,
+        /// Replace an existing checkpoint at --out (atomically).
+        #[arg(long)]
+        force: bool,
+    },
+    /// The tour: the shipped trained weights (or an untrained preset) on the bundled real episodes — tokenize,
+    /// forward pass, act and agree with the expert — then, where the simulators are set up, in the live ones.
     Demo {
-        /// Preset or config file of the model to initialise.
-        #[arg(long, default_value = "small", value_name = "NAME|PATH")]
-        config: String,
+        /// Checkpoint to run (default: the shipped generalist, weights/gato-nano).
+        #[arg(long, value_name = "DIR", conflicts_with = "config")]
+        checkpoint: Option<PathBuf>,
+        /// Initialise an untrained model of this preset or config file instead.
+        #[arg(long, value_name = "NAME|PATH")]
+        config: Option<String>,
         /// Directory of episode files.
         #[arg(long, default_value = "data/episodes", value_name = "DIR")]
         episodes: PathBuf,
-        /// Timesteps to act per environment.
-        #[arg(long, default_value_t = 3)]
+        /// Timesteps to act per environment on the bundled episodes.
+        #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// Episodes per environment in the live simulators, when they are set up (0: none).
+        #[arg(long, default_value_t = 2, value_name = "N")]
+        live_episodes: usize,
     },
     /// Benchmark the forward pass and acting on this machine, against its measured GEMM ceiling.
     Bench {
@@ -256,6 +288,11 @@ pub struct TrainArgs {
     /// resumed run's value on --resume.
     #[arg(long, value_name = "F")]
     pub validation_fraction: Option<f64>,
+    /// How often each task is sampled: `tokens` (in proportion to its training tokens; a new run's default),
+    /// `uniform`, or a relative weight per task, `NAME=W,...` (every task named; a name may be a case-insensitive
+    /// part of the environment id: `cartpole=1,breakout=0.5,...`). The resumed run's value on --resume.
+    #[arg(long, value_name = "tokens|uniform|NAME=W,...")]
+    pub task_weights: Option<String>,
     /// Text tokenizer for text fields.
     #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
     pub text_tokenizer: String,

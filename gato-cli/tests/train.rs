@@ -40,6 +40,9 @@ fn run_args(out: &Path, steps: usize) -> Vec<String> {
         // Not the default, so a resume that leaves the flag out must take the run's own fraction.
         "--validation-fraction",
         "0.3",
+        // Not the default either: a resume must mix the tasks as the run did for the files to be equal.
+        "--task-weights",
+        "cartpole=3,babyai=1",
         "--steps",
     ]
     .iter()
@@ -126,6 +129,74 @@ fn twenty_straight_steps_equal_ten_then_resume_then_ten() {
         err.contains("--batch: 3 differs from the resumed run's 2"),
         "{err}"
     );
+    let o = gato(&[
+        "train",
+        "--resume",
+        straight.to_str().unwrap(),
+        "--out",
+        straight.to_str().unwrap(),
+        "--task-weights",
+        "uniform",
+    ]);
+    let err = text(&o).1;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("--task-weights: uniform differs from the resumed run's cartpole=3,babyai=1"),
+        "{err}"
+    );
+    // The learning curves redrawn from metrics.jsonl alone.
+    let png = dir.join("curves.png");
+    let o = gato(&[
+        "plot",
+        straight.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("20 steps, 4 validations of 2 tasks"), "{out}");
+    assert_eq!(image::image_dimensions(&png).unwrap(), (1440, 540));
+    // Its newest checkpoint exported as bf16: half the f32 weights' bytes, and it loads and runs.
+    let exported = dir.join("bf16");
+    let o = gato(&[
+        "export",
+        "--checkpoint",
+        straight.to_str().unwrap(),
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("as bf16"), "{out}");
+    let f32_bytes = std::fs::metadata(step_dir(&straight, 20).join("model.safetensors"))
+        .unwrap()
+        .len();
+    let bf16_bytes = std::fs::metadata(exported.join("model.safetensors"))
+        .unwrap()
+        .len();
+    assert!(
+        bf16_bytes * 2 < f32_bytes + 64 * 1024 && bf16_bytes * 2 > f32_bytes - 64 * 1024,
+        "bf16 {bf16_bytes} vs f32 {f32_bytes}"
+    );
+    assert!(!exported.join("optimizer.safetensors").exists());
+    let cartpole = data("data/episodes/cartpole.safetensors");
+    let o = gato(&[
+        "forward",
+        "--checkpoint",
+        exported.to_str().unwrap(),
+        "--episode",
+        &cartpole,
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = gato(&[
+        "export",
+        "--checkpoint",
+        straight.to_str().unwrap(),
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("--force"), "{}", text(&o).1);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -359,6 +430,22 @@ fn bad_inputs_stop_before_the_first_step() {
         "accumulate0",
         &["--data", &cartpole, "--accumulate", "0"],
         &["--accumulate", "0"],
+    );
+    // Task weights that cannot be applied: a name of no task, a task left without a weight, not a number.
+    refused(
+        "weights-unknown",
+        &["--data", &cartpole, "--task-weights", "pong=1"],
+        &["--task-weights", "`pong` names no task", "CartPole-v1"],
+    );
+    refused(
+        "weights-missing",
+        &["--data", &cartpole, &babyai, "--task-weights", "cartpole=1"],
+        &["--task-weights", "BabyAI-GoToLocal-v0", "has no weight"],
+    );
+    refused(
+        "weights-nan",
+        &["--data", &cartpole, "--task-weights", "cartpole=-2"],
+        &["--task-weights", "-2 is out of range"],
     );
     refused(
         "resume-nothing",

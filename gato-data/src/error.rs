@@ -57,4 +57,12 @@ pub enum DataError {
         /// The tokenizer error (names the field and index), boxed to keep `Result`s small.
         source: Box<gato_tokenizers::Error>,
     },
+    /// A task-mixing specification that cannot be applied (`--task-weights`).
+    #[error("task weights `{spec}`: {detail}")]
+    Weights {
+        /// The specification, as given.
+        spec: String,
+        /// What is wrong, naming the task or value and what is allowed.
+        detail: String,
+    },
 }

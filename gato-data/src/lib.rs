@@ -15,8 +15,10 @@ mod error;
 pub mod format;
 pub mod pipeline;
 mod reader;
+pub mod weights;
 
 pub use error::{DataError, Result};
 pub use format::{EpisodeMeta, FieldMeta, FieldModality, Role, FORMAT_NAME, FORMAT_VERSION};
 pub use pipeline::{Dataset, Task};
 pub use reader::{env_spec, EpisodeFile, Summary};
+pub use weights::TaskWeights;

@@ -12,6 +12,7 @@ use rand::RngExt;
 
 use crate::error::{DataError, Result};
 use crate::reader::EpisodeFile;
+use crate::weights::TaskWeights;
 
 /// One environment's episodes, tokenized, split by episode into training and validation.
 pub struct Task {
@@ -25,7 +26,7 @@ pub struct Task {
     pub validation: Vec<TokenSequence>,
     /// The training windows: `(episode, window)`.
     windows: Vec<(usize, Window)>,
-    /// Mixing weight (default: the task's training tokens).
+    /// Mixing weight (default: the task's training tokens; see [`Dataset::set_weights`]).
     pub weight: f64,
     spec: EnvSpec,
 }
@@ -136,6 +137,21 @@ impl Dataset {
             seq_len,
             prompt_probability: config.training.prompt_probability,
         })
+    }
+
+    /// Set every task's mixing weight (§3: datasets are sampled with per-task weights). Errors as
+    /// [`TaskWeights::resolve`]; on error the weights are unchanged.
+    pub fn set_weights(&mut self, weights: &TaskWeights) -> Result<()> {
+        let tasks: Vec<(&str, usize)> = self
+            .tasks
+            .iter()
+            .map(|t| (t.name.as_str(), t.train.iter().map(|s| s.len()).sum()))
+            .collect();
+        let resolved = weights.resolve(&tasks)?;
+        for (t, w) in self.tasks.iter_mut().zip(resolved) {
+            t.weight = w;
+        }
+        Ok(())
     }
 
     /// One training sequence: a task drawn by weight, one of its windows uniformly, prefixed with probability

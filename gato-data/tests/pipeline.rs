@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use gato_core::{GatoConfig, Modality};
 use gato_data::pipeline::rng;
-use gato_data::Dataset;
+use gato_data::{Dataset, TaskWeights};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -74,15 +74,34 @@ fn tasks_split_windows_prompts_mixing_and_determinism() {
     let with_room = by_room[&true] as f64;
     let frac = prompted as f64 / with_room;
     assert!((0.18..0.32).contains(&frac), "prompted fraction {frac}");
-    // Mixing: by training tokens by default; a weight of zero removes a task.
+    // Mixing: by training tokens by default; uniform; a weight of zero removes a task.
     let mut ds = ds;
-    for t in &mut ds.tasks {
-        t.weight = if t.name.starts_with("BabyAI") {
-            1.0
-        } else {
-            0.0
-        };
-    }
+    let tokens: Vec<f64> = ds.tasks.iter().map(|t| t.weight).collect();
+    ds.set_weights(&"uniform".parse::<TaskWeights>().unwrap())
+        .unwrap();
+    assert!(ds.tasks.iter().all(|t| t.weight == 1.0));
+    ds.set_weights(&TaskWeights::Tokens).unwrap();
+    assert_eq!(
+        ds.tasks.iter().map(|t| t.weight).collect::<Vec<_>>(),
+        tokens
+    );
+    let names: Vec<String> = ds.tasks.iter().map(|t| t.name.clone()).collect();
+    let only_babyai = names
+        .iter()
+        .map(|n| format!("{n}={}", if n.starts_with("BabyAI") { 1 } else { 0 }))
+        .collect::<Vec<_>>()
+        .join(",");
+    ds.set_weights(&only_babyai.parse::<TaskWeights>().unwrap())
+        .unwrap();
+    // A bad spec leaves the weights as they were.
+    let before: Vec<f64> = ds.tasks.iter().map(|t| t.weight).collect();
+    assert!(ds
+        .set_weights(&"babyai=1".parse::<TaskWeights>().unwrap())
+        .is_err());
+    assert_eq!(
+        ds.tasks.iter().map(|t| t.weight).collect::<Vec<_>>(),
+        before
+    );
     let mut r = rng(2);
     assert!((0..200).all(|_| ds
         .sample(&mut r)

@@ -43,6 +43,14 @@ pub struct RunSpec {
     pub validation_fraction: f64,
     /// The episode files, as given.
     pub data: Vec<String>,
+    /// How tasks are mixed ([`gato_data::TaskWeights`] as text: `tokens`, `uniform` or `NAME=W,...`); runs
+    /// written before the field existed mixed by tokens.
+    #[serde(default = "tokens")]
+    pub task_weights: String,
+}
+
+fn tokens() -> String {
+    gato_data::TaskWeights::Tokens.to_string()
 }
 
 impl RunSpec {
@@ -67,6 +75,12 @@ impl RunSpec {
             return Err(TrainError::Options {
                 field: "validation-fraction".into(),
                 detail: format!("{} is outside [0, 1)", self.validation_fraction),
+            });
+        }
+        if let Err(e) = self.task_weights.parse::<gato_data::TaskWeights>() {
+            return Err(TrainError::Options {
+                field: "task-weights".into(),
+                detail: e.to_string(),
             });
         }
         Ok(())

@@ -35,7 +35,7 @@ fn arg(flag: &'static str, detail: impl Into<String>) -> CliError {
 
 /// A path given relative to the repository: as given when it exists here, else under the checkout this binary
 /// was built from.
-fn in_repo(p: &Path) -> PathBuf {
+pub(crate) fn in_repo(p: &Path) -> PathBuf {
     if p.exists() || p.is_absolute() {
         return p.to_path_buf();
     }

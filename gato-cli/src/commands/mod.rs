@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod episodes;
 mod eval;
+mod export;
 mod forward;
 mod info;
 mod init;
@@ -25,6 +26,8 @@ use gato_core::{Backend, BackendOptions, MatmulPrecision};
 pub use crate::error::Result;
 
 use crate::cli::{Cli, Command};
+use crate::error::CliError;
+use crate::output;
 
 /// `Err` naming `--flag`, the value and the allowed range unless `min ≤ value ≤ max`: no numeric argument is ever
 /// clamped silently.
@@ -123,10 +126,47 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
         Command::Forward(args) => forward::run(&backend(cli)?, args, weights),
         Command::Act(args) => act::run(&backend(cli)?, args, weights, precision),
         Command::Demo {
+            checkpoint,
             config,
             episodes,
             steps,
-        } => demo::run(&backend(cli)?, config, episodes, *steps, weights, precision),
+            live_episodes,
+        } => demo::run(
+            || backend(cli),
+            &demo::DemoArgs {
+                checkpoint: checkpoint.as_deref(),
+                config: config.as_deref(),
+                episodes,
+                act_steps: *steps,
+                live_episodes: *live_episodes,
+            },
+            weights,
+            precision,
+        ),
+        Command::Plot { run, out } => {
+            let metrics = run.join("metrics.jsonl");
+            let text = std::fs::read_to_string(&metrics).map_err(|e| CliError::Argument {
+                flag: "run",
+                detail: format!("{}: {e}", metrics.display()),
+            })?;
+            let curves = crate::plot::Curves::from_jsonl(&text);
+            let png = out.clone().unwrap_or_else(|| run.join("loss.png"));
+            crate::plot::loss_curves(&png, &curves)?;
+            output::print(&format!(
+                "{}: {} steps, {} validations of {} tasks\n",
+                png.display(),
+                curves.train.len(),
+                curves.validation.values().map(Vec::len).max().unwrap_or(0),
+                curves.validation.len()
+            ));
+            Ok(())
+        }
+        Command::Export {
+            checkpoint,
+            out,
+            dtype,
+            force,
+        } => export::run(&backend(cli)?, checkpoint, out, dtype, *force),
         Command::Episodes { files, format } => episodes::run(files, format.json),
         Command::Tokenizers { format } => Ok(tokenizers::run(format.json)?),
         Command::Train(args) => train::run(&backend(cli)?, args),

@@ -2,7 +2,6 @@
 //! a progress bar, `metrics.jsonl` (one JSON object per step, validation and checkpoint), `loss.png` and a
 //! summary. Every input is checked before the first step.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gato_core::{Backend, GatoConfig};
-use gato_data::Dataset;
+use gato_data::{Dataset, TaskWeights};
 use gato_train::run::{self, Event, RunSpec, ValidationReport};
 use gato_train::{checkpoint, Trainer};
 use gato_transformer::GatoTransformer;
@@ -89,8 +88,7 @@ fn same<T: PartialEq + std::fmt::Display>(
 /// Metrics kept for the plot, and the file they are appended to.
 struct Metrics {
     file: File,
-    train: Vec<plot::Point>,
-    validation: BTreeMap<String, Vec<plot::Point>>,
+    curves: plot::Curves,
 }
 
 impl Metrics {
@@ -112,30 +110,14 @@ impl Metrics {
         std::fs::write(&path, text).map_err(io)?;
         let mut m = Metrics {
             file: OpenOptions::new().append(true).open(&path).map_err(io)?,
-            train: Vec::new(),
-            validation: BTreeMap::new(),
+            curves: plot::Curves::default(),
         };
-        kept.iter().for_each(|(_, v)| m.remember(v));
+        kept.iter().for_each(|(_, v)| m.curves.remember(v));
         Ok(m)
     }
 
-    fn remember(&mut self, v: &Value) {
-        let step = v["step"].as_f64().unwrap_or(0.0);
-        match v["event"].as_str() {
-            Some("step") => self
-                .train
-                .push((step, v["loss"].as_f64().unwrap_or(f64::NAN))),
-            Some("validation") => self
-                .validation
-                .entry(v["task"].as_str().unwrap_or("?").to_string())
-                .or_default()
-                .push((step, v["loss"].as_f64().unwrap_or(f64::NAN))),
-            _ => {}
-        }
-    }
-
     fn log(&mut self, v: Value) -> Result<()> {
-        self.remember(&v);
+        self.curves.remember(&v);
         writeln!(self.file, "{v}").map_err(|e| arg("out", format!("metrics.jsonl: {e}")))
     }
 }
@@ -190,6 +172,12 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
                     prev.validation_fraction,
                     &dir,
                 )?,
+                task_weights: same(
+                    "task-weights",
+                    args.task_weights.clone(),
+                    prev.task_weights.clone(),
+                    &dir,
+                )?,
                 data: prev.data.clone(),
             };
             let files = if args.data.is_empty() {
@@ -228,6 +216,10 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
                 checkpoint_every: args.checkpoint_every.unwrap_or(500),
                 keep_checkpoints: args.keep_checkpoints.unwrap_or(2),
                 validation_fraction: args.validation_fraction.unwrap_or(0.1),
+                task_weights: args
+                    .task_weights
+                    .clone()
+                    .unwrap_or_else(|| TaskWeights::Tokens.to_string()),
                 data: files.iter().map(|f| f.display().to_string()).collect(),
             };
             if run::latest_checkpoint(&args.out).is_some() {
@@ -249,6 +241,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
                 "batch" => "batch",
                 "accumulate" => "accumulate",
                 "seq" => "seq",
+                "task-weights" => "task-weights",
                 _ => "keep-checkpoints",
             },
             detail,
@@ -269,12 +262,18 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
     let mut data_config = config.clone();
     data_config.token_sequence_length = spec.seq_len;
     let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
-    let data = Dataset::from_files(
+    let mut data = Dataset::from_files(
         &paths,
         &data_config,
         &args.text_tokenizer,
         spec.validation_fraction,
     )?;
+    let weights: TaskWeights = spec
+        .task_weights
+        .parse()
+        .map_err(|e: gato_data::DataError| arg("task-weights", e.to_string()))?;
+    data.set_weights(&weights)
+        .map_err(|e| arg("task-weights", e.to_string()))?;
     if data.tasks.iter().all(|t| t.windows() == 0) {
         return Err(arg(
             "data",
@@ -290,16 +289,18 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
     };
     let start_step = trainer.steps();
     let mut metrics = Metrics::open(&args.out, start_step)?;
+    let total_weight: f64 = data.tasks.iter().map(|t| t.weight).sum();
     let tasks: Vec<String> = data
         .tasks
         .iter()
         .map(|t| {
             format!(
-                "{} ({} train + {} held-out episodes, {} windows)",
+                "{} ({} train + {} held-out episodes, {} windows, {:.1}% of sequences)",
                 t.name,
                 t.train.len(),
                 t.validation.len(),
-                t.windows()
+                t.windows(),
+                100.0 * t.weight / total_weight
             )
         })
         .collect();
@@ -374,7 +375,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
                                 "action_targets": r.action_targets,
                             }))
                         })
-                        .and_then(|()| plot::loss_curves(&png, &metrics.train, &metrics.validation))
+                        .and_then(|()| plot::loss_curves(&png, &metrics.curves))
                 }
                 Event::Checkpoint { step, dir } => metrics.log(json!({
                     "event": "checkpoint", "step": step, "dir": dir.display().to_string(),
@@ -391,7 +392,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
     if let Some(e) = failure {
         return Err(e);
     }
-    plot::loss_curves(&png, &metrics.train, &metrics.validation)?;
+    plot::loss_curves(&png, &metrics.curves)?;
     let ckpt = outcome.checkpoint.as_ref().map(|p| p.display().to_string());
     let summary = json!({
         "steps": outcome.steps,
