@@ -391,9 +391,9 @@ pub struct EvalArgs {
     /// Take the most likely legal token instead of sampling.
     #[arg(long)]
     pub argmax: bool,
-    /// When the context window is full: `slide` (the default for live play: a step keeps its cost, design.md
-    /// §7) or `rebuild`.
-    #[arg(long, default_value = "slide", value_name = "POLICY")]
+    /// When the context window is full: `rebuild` it from the kept timesteps (exact, what training showed the
+    /// model) or `slide` it (a step keeps its cost, logits drift from the trained model's; design.md §7).
+    #[arg(long, default_value = "rebuild", value_name = "POLICY")]
     pub window: String,
     /// Text tokenizer for text fields.
     #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]

@@ -7,7 +7,7 @@
 //! window at every step once the window is full (about ten times a step's cost for `small`); the opt-in
 //! [`WindowPolicy::Slide`] keeps the cached keys and values of the remaining tokens, so a step keeps its cost.
 
-use gato_core::{Backend, Error, Result, Tensor, TokenBatch};
+use gato_core::{Backend, DType, Error, Result, Shape, Tensor, TokenBatch};
 
 use crate::kv_cache::LayerCache;
 use crate::model::{single_token, GatoTransformer};
@@ -50,6 +50,10 @@ pub struct DecodeState {
     policy: WindowPolicy,
     /// The batch [`DecodeState::push_token`] refills for each token.
     token: TokenBatch,
+    /// Under [`WindowPolicy::Rebuild`], the input embeddings of the window's tokens, `[1, context, W]` (the first
+    /// `len()` rows hold them), so a rebuild runs the blocks on stored rows instead of embedding the kept tokens —
+    /// image patches through the ResNet block — again. Allocated at the first push.
+    embedded: Option<Tensor>,
 }
 
 impl DecodeState {
@@ -65,6 +69,7 @@ impl DecodeState {
             rebuilds: 0,
             policy: WindowPolicy::default(),
             token: single_token(0, 0, None),
+            embedded: None,
         }
     }
 
@@ -181,6 +186,7 @@ impl DecodeState {
         let incoming = new.lengths[0];
         if self.len() + incoming > self.context {
             let cut = self.cut_point(incoming)?;
+            let kept = self.len() - cut;
             self.history = self.history.slice_single(cut..self.len())?;
             self.history
                 .reserve(self.context.saturating_sub(self.len()));
@@ -190,9 +196,18 @@ impl DecodeState {
                     for c in &mut self.cache {
                         c.truncate(0);
                     }
-                    if !self.is_empty() {
-                        // Only the keys and values matter here; the outputs are discarded.
-                        model.extend_cache_last(be, &mut self.cache, &self.history)?;
+                    if kept > 0 {
+                        // The kept tokens' stored embeddings move to the front; only their keys and values
+                        // matter here, the outputs are discarded.
+                        let x = match self.embedded.as_mut() {
+                            Some(buf) => {
+                                let rows = be.slice(buf, 1, cut, kept)?;
+                                be.slice_assign(buf, &rows, 1, 0)?;
+                                rows
+                            }
+                            None => model.embed_eval(be, &self.history)?,
+                        };
+                        model.extend_cache_embedded(be, &mut self.cache, x, true)?;
                     }
                 }
                 WindowPolicy::Slide => {
@@ -203,11 +218,18 @@ impl DecodeState {
             }
             self.rebuilds += 1;
         }
-        let h = if last_only {
-            model.extend_cache_last(be, &mut self.cache, new)?
-        } else {
-            model.extend_cache(be, &mut self.cache, new)?
-        };
+        let x = model.embed_eval(be, new)?;
+        if self.policy == WindowPolicy::Rebuild {
+            if self.embedded.is_none() {
+                let width = x.dims()[2];
+                self.embedded = Some(be.zeros(&Shape::from([1, self.context, width]), DType::F32)?);
+            }
+            let at = self.len();
+            if let Some(buf) = self.embedded.as_mut() {
+                be.slice_assign(buf, &x, 1, at)?;
+            }
+        }
+        let h = model.extend_cache_embedded(be, &mut self.cache, x, last_only)?;
         self.history.extend_single(new)?;
         Ok(h)
     }

@@ -446,6 +446,25 @@ impl GatoTransformer {
             self.run_blocks(be, x, None, Some(cache), last_only)
         })
     }
+
+    /// The input embeddings of `new` (a batch of one) in evaluation mode, `[1, t, W]` (§2.2). Each token's row
+    /// depends on that token alone (its id or patch, its local and patch positions), so a window rebuilt from
+    /// stored rows is the window embedded again.
+    pub fn embed_eval(&self, be: &dyn Backend, new: &TokenBatch) -> Result<Tensor> {
+        run_scoped(be, || self.embed.forward(be, new, EmbeddingMode::Eval))
+    }
+
+    /// [`Self::extend_cache`] (or, with `last_only`, [`Self::extend_cache_last`]) from embeddings already made by
+    /// [`Self::embed_eval`]: what a window rebuild runs, without embedding the kept image patches again.
+    pub fn extend_cache_embedded(
+        &self,
+        be: &dyn Backend,
+        cache: &mut [LayerCache],
+        x: Tensor,
+        last_only: bool,
+    ) -> Result<Tensor> {
+        run_scoped(be, || self.run_blocks(be, x, None, Some(cache), last_only))
+    }
 }
 
 /// The masked cross-entropy loss of a batch (§2.3): the mean over target tokens of `−log p(token)`, where the

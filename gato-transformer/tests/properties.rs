@@ -110,10 +110,31 @@ fn kv_cache_decode_equals_full_forward_including_a_window_slide() {
         "the window should have slid, rebuilds = {}",
         state.rebuilds()
     );
-    // Rolling back keeps the cache consistent.
+    // Rolling back keeps the cache consistent: the dropped tokens pushed again give the full forward's logits,
+    // and so does a timestep after them, which overflows the window and rebuilds it from the stored embeddings.
     let n = state.len();
+    let before = state.history().clone();
     state.truncate(n - 3).unwrap();
     assert_eq!(state.len(), n - 3);
+    let again = before.slice_single(n - 3..n).unwrap();
+    let h = state.push(&model, be.as_ref(), &again).unwrap();
+    let inc = last_logits(&model, be.as_ref(), &h).unwrap();
+    let want = logits(&model, be.as_ref(), &before);
+    let err = max_rel(&inc, &want[(n - 1) * V..n * V]);
+    assert!(err <= 1e-5, "after truncate and push: {err:e}");
+    let rebuilds = state.rebuilds();
+    let next = common::batch_of(&[&common::episode(&c, 5, 1)]);
+    let h = state.push(&model, be.as_ref(), &next).unwrap();
+    assert!(
+        state.rebuilds() > rebuilds,
+        "the window should have been rebuilt"
+    );
+    let inc = last_logits(&model, be.as_ref(), &h).unwrap();
+    let window = state.history().clone();
+    let want = logits(&model, be.as_ref(), &window);
+    let last = window.seq_len - 1;
+    let err = max_rel(&inc, &want[last * V..(last + 1) * V]);
+    assert!(err <= 1e-5, "rebuilt from stored embeddings: {err:e}");
 }
 
 /// Feed 5 timesteps (each in two pieces) through `state`; per timestep, the last logits and the window's tokens.
