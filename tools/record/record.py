@@ -108,10 +108,35 @@ def record(name: str, episodes: int, out: str, seed: int, max_steps: int | None,
             "seeds": f"{seed}..{seed + episodes - 1}", "seconds": time.time() - t0, "workers": workers}
 
 
+def episode_counts(spec: str, names: list, parser: argparse.ArgumentParser) -> dict:
+    """`N` or `N,env=M,...`: the episodes each of `names` records (an exception for an unknown or unchosen env
+    is an error)."""
+    default, per = None, {}
+    for part in spec.split(","):
+        name, eq, n = part.strip().rpartition("=")
+        try:
+            count = int(n)
+        except ValueError:
+            parser.error(f"--episodes: `{part}` is not N or ENV=N")
+        if count < 1:
+            parser.error(f"--episodes: {count} is out of range: at least 1")
+        if not eq:
+            default = count
+        elif name not in names:
+            parser.error(f"--episodes: `{name}` is not among the recorded environments ({', '.join(names)})")
+        else:
+            per[name] = count
+    missing = [n for n in names if n not in per and default is None]
+    if missing:
+        parser.error(f"--episodes: no count for {', '.join(missing)} (give N for every environment)")
+    return {n: per.get(n, default) for n in names}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="all", help=f"one of {', '.join(ENVS)}, or all")
-    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--episodes", default="10",
+                   help="episodes per domain: N, or N with per-domain exceptions, e.g. 100,babyai=2000")
     p.add_argument("--out", default=".cache/episodes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None, help="truncate episodes (for small bundled samples)")
@@ -119,7 +144,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes (episodes in parallel)")
     a = p.parse_args()
     names = ENVS if a.env == "all" else a.env.split(",")
-    rows = [record(n, a.episodes, a.out, a.seed, a.max_steps, a.tag, a.workers) for n in names]
+    counts = episode_counts(a.episodes, names, p)
+    rows = [record(n, counts[n], a.out, a.seed, a.max_steps, a.tag, a.workers) for n in names]
     # Merge into the directory's summary: a domain recorded again replaces its row.
     summary_path = os.path.join(a.out, f"summary{a.tag}.json")
     try:
