@@ -272,3 +272,28 @@ fn eval_arguments_are_checked() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn the_demo_plays_the_shipped_generalist_in_the_live_simulators() {
+    let Some(_py) = python("the_demo_plays_the_shipped_generalist_in_the_live_simulators") else {
+        return;
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_gato"))
+        .args(["demo", "--steps", "2", "--live-episodes", "1"])
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    no_panic(&err);
+    assert!(out.contains("In the live simulators"), "{out}");
+    // One scored row per environment, after the offline table's rows.
+    let live = &out[out.find("In the live simulators").unwrap()..];
+    for env in ["cartpole", "pendulum", "babyai", "breakout", "metaworld"] {
+        assert!(
+            live.lines()
+                .any(|l| l.starts_with(env) && l.contains(" 1 ")),
+            "{env} missing:\n{live}"
+        );
+    }
+}
