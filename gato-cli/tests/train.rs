@@ -114,36 +114,26 @@ fn twenty_straight_steps_equal_ten_then_resume_then_ten() {
         );
     }
     // A flag that would change the run is refused on resume.
-    let o = gato(&[
-        "train",
-        "--resume",
-        straight.to_str().unwrap(),
-        "--out",
-        straight.to_str().unwrap(),
-        "--batch",
-        "3",
-    ]);
-    let err = text(&o).1;
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        err.contains("--batch: 3 differs from the resumed run's 2"),
-        "{err}"
-    );
-    let o = gato(&[
-        "train",
-        "--resume",
-        straight.to_str().unwrap(),
-        "--out",
-        straight.to_str().unwrap(),
-        "--task-weights",
-        "uniform",
-    ]);
-    let err = text(&o).1;
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        err.contains("--task-weights: uniform differs from the resumed run's cartpole=3,babyai=1"),
-        "{err}"
-    );
+    let straight_s = straight.to_str().unwrap();
+    for (flag, value, want) in [
+        (
+            "--batch",
+            "3",
+            "--batch: 3 differs from the resumed run's 2",
+        ),
+        (
+            "--task-weights",
+            "uniform",
+            "--task-weights: uniform differs from the resumed run's cartpole=3,babyai=1",
+        ),
+    ] {
+        let o = gato(&[
+            "train", "--resume", straight_s, "--out", straight_s, flag, value,
+        ]);
+        let err = text(&o).1;
+        assert_eq!(o.status.code(), Some(1));
+        assert!(err.contains(want), "{err}");
+    }
     // The learning curves redrawn from metrics.jsonl alone.
     let png = dir.join("curves.png");
     let o = gato(&[
@@ -431,7 +421,7 @@ fn bad_inputs_stop_before_the_first_step() {
         &["--data", &cartpole, "--accumulate", "0"],
         &["--accumulate", "0"],
     );
-    // Task weights that cannot be applied: a name of no task, a task left without a weight, not a number.
+    // Task weights that cannot be applied: a name of no task, a task left without a weight, a negative weight.
     refused(
         "weights-unknown",
         &["--data", &cartpole, "--task-weights", "pong=1"],
@@ -443,7 +433,7 @@ fn bad_inputs_stop_before_the_first_step() {
         &["--task-weights", "BabyAI-GoToLocal-v0", "has no weight"],
     );
     refused(
-        "weights-nan",
+        "weights-negative",
         &["--data", &cartpole, "--task-weights", "cartpole=-2"],
         &["--task-weights", "-2 is out of range"],
     );

@@ -6,32 +6,17 @@ use std::sync::Arc;
 
 use gato_core::Backend;
 use gato_train::run::latest_checkpoint;
-use gato_transformer::atomic_dir::Overwrite;
 use gato_transformer::checkpoint;
 
-use super::init::parse_dtype;
+use super::init::{overwrite, parse_dtype};
 use super::Result;
-use crate::error::CliError;
 use crate::output;
 
 pub fn run(be: &Arc<dyn Backend>, from: &Path, out: &Path, dtype: &str, force: bool) -> Result<()> {
     let dtype = parse_dtype(dtype)?;
-    if out.exists() && !force {
-        return Err(CliError::Argument {
-            flag: "out",
-            detail: format!(
-                "{} already exists; pass --force to overwrite it",
-                out.display()
-            ),
-        });
-    }
+    let overwrite = overwrite(out, force)?;
     let dir = latest_checkpoint(from).unwrap_or_else(|| from.to_path_buf());
     let model = checkpoint::load(&dir, be.as_ref())?;
-    let overwrite = if force {
-        Overwrite::Replace
-    } else {
-        Overwrite::Refuse
-    };
     checkpoint::save(&model, be.as_ref(), out, dtype, overwrite)?;
     let bytes = std::fs::metadata(out.join(checkpoint::WEIGHTS_FILE))
         .map(|m| m.len())

@@ -31,6 +31,25 @@ pub fn parse_dtype_flag(flag: &'static str, s: &str) -> Result<DType> {
     }
 }
 
+/// How a command that writes a checkpoint to `out` treats one already there: refused (an error naming --force)
+/// unless `force`, then replaced atomically. Called before any work, so a refusal costs nothing.
+pub fn overwrite(out: &Path, force: bool) -> Result<Overwrite> {
+    if out.exists() && !force {
+        return Err(CliError::Argument {
+            flag: "out",
+            detail: format!(
+                "{} already exists; pass --force to overwrite it",
+                out.display()
+            ),
+        });
+    }
+    Ok(if force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Refuse
+    })
+}
+
 pub fn run(
     be: &Arc<dyn Backend>,
     config: &str,
@@ -42,20 +61,7 @@ pub fn run(
     let dtype = parse_dtype(dtype)?;
     let config = GatoConfig::from_name_or_path(config)?;
     // Refused before the model is built, not after.
-    if out.exists() && !force {
-        return Err(CliError::Argument {
-            flag: "out",
-            detail: format!(
-                "{} already exists; pass --force to overwrite it",
-                out.display()
-            ),
-        });
-    }
-    let overwrite = if force {
-        Overwrite::Replace
-    } else {
-        Overwrite::Refuse
-    };
+    let overwrite = overwrite(out, force)?;
     let t = Instant::now();
     let model = GatoTransformer::init(be.as_ref(), &config, seed)?;
     let init_s = t.elapsed().as_secs_f64();
