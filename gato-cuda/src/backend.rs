@@ -12,8 +12,13 @@ use gato_core::{ops, Backend, BinaryOp, DType, Error, MatmulSpec, Result, Shape,
 
 use crate::storage::{CudaStorage, CUDA_BACKEND_NAME};
 
-/// The CUDA C source of every kernel.
-pub const KERNELS: &str = include_str!("kernels.cu");
+/// The CUDA C source of every kernel: the forward ops (`kernels.cu`), then training's backward ops, loss and
+/// optimiser (`kernels_backward.cu`, which uses the helpers of the first), compiled as one NVRTC module.
+pub const KERNELS: &str = concat!(
+    include_str!("kernels.cu"),
+    "\n",
+    include_str!("kernels_backward.cu")
+);
 
 /// A CUDA device with its stream, cuBLAS handle and compiled kernels.
 pub struct CudaBackend {
@@ -26,11 +31,14 @@ pub struct CudaBackend {
     pub(crate) pending_ids: std::sync::Mutex<Vec<PendingIdCheck>>,
 }
 
-/// An embedding call whose ids the kernel checked: its flag (`n − first bad position`, 0 = valid) and the ids.
+/// A call whose ids the kernel checked: its flag (`n − first bad position`, 0 = valid), the ids and what they
+/// index.
 pub(crate) struct PendingIdCheck {
     pub(crate) flag: CudaSlice<u64>,
     pub(crate) ids: Tensor,
     pub(crate) vocab: usize,
+    /// Embedding ids ([`ops::check_ids`]) or cross-entropy targets ([`ops::check_targets`]), for the error.
+    pub(crate) targets: bool,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -284,11 +292,160 @@ impl CudaBackend {
                     _ => return Err(err(OP, "ids are not u32")),
                 };
                 let host = self.fetch(s, p.ids.elem_count())?;
-                ops::check_ids(&host, p.vocab)?;
+                if p.targets {
+                    ops::check_targets(&host, p.vocab)?;
+                } else {
+                    ops::check_ids(&host, p.vocab)?;
+                }
                 return Err(err(OP, "the device flagged an id the host check accepts"));
             }
         }
         Ok(())
+    }
+
+    /// Queue the id check a kernel wrote into `flag` for the next download or synchronize.
+    pub(crate) fn defer_id_check(
+        &self,
+        op: &'static str,
+        flag: CudaSlice<u64>,
+        ids: &Tensor,
+        vocab: usize,
+        targets: bool,
+    ) -> Result<()> {
+        self.pending_ids
+            .lock()
+            .map_err(|_| err(op, "pending id checks poisoned"))?
+            .push(PendingIdCheck {
+                flag,
+                ids: ids.clone(),
+                vocab,
+                targets,
+            });
+        Ok(())
+    }
+
+    /// The u32 buffer of an id tensor.
+    pub(crate) fn u32s<'a>(
+        &self,
+        op: &'static str,
+        name: &str,
+        t: &'a Tensor,
+    ) -> Result<&'a CudaSlice<u32>> {
+        match self.storage(op, t)? {
+            CudaStorage::U32(s) => Ok(s),
+            other => Err(Error::DType {
+                op,
+                detail: format!("`{name}` has dtype {}, expected u32", other.dtype()),
+            }),
+        }
+    }
+
+    /// Column sums of `x: [rows, d]` (f64 accumulation, fixed order): the gradient of a bias broadcast over rows.
+    pub(crate) fn column_sums(
+        &self,
+        op: &'static str,
+        x: &CudaSlice<f32>,
+        rows: usize,
+        d: usize,
+    ) -> Result<CudaSlice<f32>> {
+        let mut out = self.alloc(op, d)?;
+        if rows * d > 0 {
+            let f = self.function("sum_rows_f32")?;
+            let (r, dd) = (rows as i64, d as i32);
+            let cfg = LaunchConfig {
+                grid_dim: (d.div_ceil(32) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: x holds rows·d values, out d; a block of 256 owns 32 columns.
+            unsafe {
+                self.stream
+                    .launch_builder(&f)
+                    .arg(x)
+                    .arg(&mut out)
+                    .arg(&r)
+                    .arg(&dd)
+                    .launch(cfg)
+            }
+            .map_err(|e| err(op, e))?;
+        }
+        Ok(out)
+    }
+
+    /// Per-channel sums of `x: [n, c, p]` into `[c]` (f64 accumulation): a convolution's bias gradient and
+    /// GroupNorm's `dγ`/`dβ`.
+    pub(crate) fn channel_sums(
+        &self,
+        op: &'static str,
+        x: &CudaSlice<f32>,
+        (n, c, p): (usize, usize, usize),
+    ) -> Result<CudaSlice<f32>> {
+        let mut out = self.alloc(op, c)?;
+        if n * c * p > 0 {
+            let f = self.function("channel_sum_f32")?;
+            let (nn, cc, pp) = (n as i64, c as i32, p as i64);
+            // SAFETY: x holds n·c·p values, out c; one block per channel.
+            unsafe {
+                self.stream
+                    .launch_builder(&f)
+                    .arg(x)
+                    .arg(&mut out)
+                    .arg(&nn)
+                    .arg(&cc)
+                    .arg(&pp)
+                    .launch(per_row(c, 256))
+            }
+            .map_err(|e| err(op, e))?;
+        }
+        Ok(out)
+    }
+
+    /// One row-major product `C = op(A) · op(B) + beta · C` on buffer views: `op(A)` is `[m, k]`, `op(B)` `[k, n]`,
+    /// `C` `[m, n]` (the backward's products, which slice images and accumulate).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gemm_rm<A, B, C>(
+        &self,
+        op: &'static str,
+        (a, trans_a): (&A, bool),
+        (b, trans_b): (&B, bool),
+        c: &mut C,
+        (m, n, k): (usize, usize, usize),
+        beta: f32,
+    ) -> Result<()>
+    where
+        A: cudarc::driver::DevicePtr<f32>,
+        B: cudarc::driver::DevicePtr<f32>,
+        C: cudarc::driver::DevicePtrMut<f32>,
+    {
+        if m * n == 0 {
+            return Ok(());
+        }
+        let t = |x: bool| {
+            if x {
+                cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ.
+        let cfg = cudarc::cublas::GemmConfig {
+            transa: t(trans_b),
+            transb: t(trans_a),
+            m: n as i32,
+            n: m as i32,
+            k: k.max(1) as i32,
+            alpha: 1.0f32,
+            lda: if trans_b { k.max(1) } else { n } as i32,
+            ldb: if trans_a { m } else { k.max(1) } as i32,
+            beta: if k == 0 { 0.0 } else { beta },
+            ldc: n as i32,
+        };
+        if k == 0 {
+            // An empty sum: C = beta·C, and beta is 0 or 1 here; a zeroed C stays zero.
+            return Ok(());
+        }
+        // SAFETY: the callers size A, B and C from checked shapes as [m,k]/[k,m], [k,n]/[n,k] and [m,n].
+        unsafe { self.blas.gemm(cfg, b, a, c) }.map_err(|e| err(op, e))
     }
 
     /// The first `n` elements of a device buffer (buffers are at least one element long).

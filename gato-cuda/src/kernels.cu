@@ -2,6 +2,10 @@
 // f16/bf16 appear only as storage (cast kernels). No headers: half conversions use PTX cvt instructions.
 
 #define PAD_ID 0xFFFFFFFFu
+// Dynamic shared memory of a launch (tests/emulated/cuda_host.h gives it a host definition).
+#ifndef GATO_DYNAMIC_SMEM
+#define GATO_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
+#endif
 #define NEG_INF (-__int_as_float(0x7f800000))
 
 __device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
@@ -77,9 +81,11 @@ __device__ float block_max(float v) {
     return t;
 }
 
-// One block per row; two passes (mean, then variance) for accuracy.
+// One block per row; two passes (mean, then variance) for accuracy. Also writes each row's mean and
+// rstd = 1/sqrt(var + eps), which the backward reads (inference passes scratch buffers).
 extern "C" __global__ void layer_norm_f32(const float* __restrict__ x, const float* __restrict__ g, const float* __restrict__ b,
-                                          float* __restrict__ y, long long rows, int d, float eps) {
+                                          float* __restrict__ y, float* __restrict__ mean_out, float* __restrict__ rstd_out,
+                                          long long rows, int d, float eps) {
     long long r = blockIdx.x;
     if (r >= rows) return;
     const float* xr = x + r * d;
@@ -90,11 +96,14 @@ extern "C" __global__ void layer_norm_f32(const float* __restrict__ x, const flo
     for (int j = threadIdx.x; j < d; j += blockDim.x) { float t = xr[j] - mean; q += t * t; }
     float inv = rsqrtf(block_sum(q) / d + eps);
     for (int j = threadIdx.x; j < d; j += blockDim.x) y[r * d + j] = (xr[j] - mean) * inv * g[j] + b[j];
+    if (threadIdx.x == 0) { mean_out[r] = mean; rstd_out[r] = inv; }
 }
 
-// One block per (image, group); the group's channels are contiguous in NCHW.
+// One block per (image, group); the group's channels are contiguous in NCHW. Writes the group's mean and rstd
+// (indexed image * groups + group) for the backward.
 extern "C" __global__ void group_norm_f32(const float* __restrict__ x, const float* __restrict__ g, const float* __restrict__ b,
-                                          float* __restrict__ y, int groups, int cg, long long hw, float eps) {
+                                          float* __restrict__ y, float* __restrict__ mean_out, float* __restrict__ rstd_out,
+                                          int groups, int cg, long long hw, float eps) {
     long long blk = blockIdx.x;
     int grp = (int)(blk % groups);
     long long len = (long long)cg * hw;
@@ -109,6 +118,7 @@ extern "C" __global__ void group_norm_f32(const float* __restrict__ x, const flo
         int c = grp * cg + (int)(j / hw);
         y[blk * len + j] = (xg[j] - mean) * inv * g[c] + b[c];
     }
+    if (threadIdx.x == 0) { mean_out[blk] = mean; rstd_out[blk] = inv; }
 }
 
 // One block per row; `log` selects log-softmax.
@@ -127,12 +137,14 @@ extern "C" __global__ void softmax_f32(const float* __restrict__ x, float* __res
 }
 
 // Fused causal attention, one warp per query row, online softmax over the visible keys (flash-attention style:
-// never materialises the Tq × Tk matrix). q [B,H,Tq,D], k [B,H,Tk,D], v [B,H,Tk,Dv] -> o [B,H,Tq,Dv].
+// never materialises the Tq × Tk matrix). q [B,H,Tq,D], k [B,H,Tk,D], v [B,H,Tk,Dv] -> o [B,H,Tq,Dv], and each
+// row's log-sum-exp of its scaled scores (-inf for a row that sees no key) into lse [B,H,Tq] for the backward.
 // Each lane owns output dims lane, lane+32, ... (Dv <= 32 * ATT_MAX_PER_LANE).
 #define ATT_MAX_PER_LANE 8
 extern "C" __global__ void attention_f32(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
                                          float* __restrict__ o, int H, int Tq, int Tk, int D, int Dv, float scale,
-                                         int causal, int q_offset, const int* __restrict__ kv_len, long long rows) {
+                                         int causal, int q_offset, const int* __restrict__ kv_len, long long rows,
+                                         float* __restrict__ lse) {
     long long row = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
     if (row >= rows) return;
@@ -168,6 +180,7 @@ extern "C" __global__ void attention_f32(const float* __restrict__ q, const floa
         int x = lane + 32 * t;
         if (x < Dv) o[row * Dv + x] = acc[t] * inv;
     }
+    if (lane == 0) lse[row] = limit > 0 ? m + logf(l) : NEG_INF;
 }
 
 // Rows of table [V, d] at ids; PAD_ID gathers zeros. An id >= V gathers zeros too and records its position: `bad`
@@ -245,14 +258,25 @@ PERMUTE(unsigned short, permute_b16)
 extern "C" __global__ void f32_to_f16(const float* __restrict__ x, unsigned short* __restrict__ y, long long n) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         unsigned short h;
+#ifdef GATO_HOST_EMULATION
+        _Float16 hf = (_Float16)x[i];
+        std::memcpy(&h, &hf, 2);
+#else
         asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x[i]));
+#endif
         y[i] = h;
     }
 }
 extern "C" __global__ void f16_to_f32(const unsigned short* __restrict__ x, float* __restrict__ y, long long n) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         float f;
+#ifdef GATO_HOST_EMULATION
+        _Float16 hf;
+        std::memcpy(&hf, &x[i], 2);
+        f = (float)hf;
+#else
         asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x[i]));
+#endif
         y[i] = f;
     }
 }

@@ -21,6 +21,7 @@ mod probe;
 mod storage;
 
 pub use backend::{CudaBackend, KERNELS};
+pub use ops::attention_backward_plan;
 pub use probe::{decide, device_info, driver_library, findings, probe, DeviceInfo, ProbeFindings};
 pub use storage::CudaStorage;
 

@@ -16,8 +16,9 @@ mod conformance {
     gato_core::backend_conformance_tests!(super::make);
 }
 
-// The training ops' backward checks (`gato_core::backend_backward_conformance_tests!`) join here with the CUDA
-// backward kernels; until then those ops return `Error::Unsupported` on CUDA.
+mod backward {
+    gato_core::backend_backward_conformance_tests!(super::make);
+}
 
 #[test]
 fn cuda_is_registered() {

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 /// Kernel entry points the backend launches by name.
-const ENTRIES: [&str; 21] = [
+const ENTRIES: [&str; 37] = [
     "unary_f32",
     "binary_f32",
     "affine_f32",
@@ -27,6 +27,22 @@ const ENTRIES: [&str; 21] = [
     "f16_to_f32",
     "f32_to_bf16",
     "bf16_to_f32",
+    "unary_backward_f32",
+    "geglu_backward_f32",
+    "sum_rows_f32",
+    "channel_sum_f32",
+    "layer_norm_backward_f32",
+    "group_norm_backward_f32",
+    "embedding_backward_f32",
+    "col2im_f32",
+    "cross_entropy_f32",
+    "scaled_sum_f32",
+    "attention_delta_f32",
+    "attention_bwd_dkdv_f32",
+    "attention_bwd_dq_f32",
+    "sum_squares_partial_f32",
+    "sum_f64",
+    "adamw_f32",
 ];
 
 #[test]

@@ -115,23 +115,28 @@ impl AdamW {
         Ok(out)
     }
 
-    /// The global norm of `grads` (a parameter without a gradient counts as zero), summed in f64 on the backend.
-    /// A non-finite gradient is an error naming the parameter, the first bad index and its value.
+    /// The global norm of `grads` (a parameter without a gradient counts as zero), summed in f64 on the backend in
+    /// one reduction ([`gato_core::OptimOps::sum_squares_many`]). A non-finite gradient is an error naming the parameter, the first bad index and its value.
     pub fn global_norm(be: &dyn Backend, grads: &Gradients) -> Result<f64> {
-        let mut sum = 0.0;
-        for (name, g) in grads.iter() {
-            let s = be.sum_squares(g)?;
-            if !s.is_finite() {
-                // Only on this path is the tensor read back, to name the element.
+        let all: Vec<&Tensor> = grads.iter().map(|(_, g)| g).collect();
+        let sum = be.sum_squares_many(&all)?;
+        if !sum.is_finite() {
+            // Only on this path is each tensor read back, to name the parameter and the element.
+            for (name, g) in grads.iter() {
                 let v = be.download(g)?.into_f32().unwrap_or_default();
-                let i = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
-                return Err(Error::NonFinite {
-                    field: format!("gradient of {name}"),
-                    index: i,
-                    value: v.get(i).copied().unwrap_or(f32::NAN) as f64,
-                });
+                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(Error::NonFinite {
+                        field: format!("gradient of {name}"),
+                        index: i,
+                        value: v[i] as f64,
+                    });
+                }
             }
-            sum += s;
+            return Err(Error::NonFinite {
+                field: "squared gradient norm (every element is finite; the sum overflowed)".into(),
+                index: 0,
+                value: sum,
+            });
         }
         Ok(sum.sqrt())
     }

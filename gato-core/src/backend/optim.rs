@@ -97,6 +97,13 @@ pub trait OptimOps: super::MemoryOps {
         Ok(v.iter().map(|&a| a as f64 * a as f64).sum())
     }
 
+    /// `Σ x²` over every element of every tensor of `xs` (the squared global norm that clipping needs), in f64.
+    /// A device backend reduces them all before reading one number back, so a training step pays one
+    /// synchronisation for its norm, not one per parameter. The default adds [`OptimOps::sum_squares`] in order.
+    fn sum_squares_many(&self, xs: &[&Tensor]) -> Result<f64> {
+        xs.iter().map(|x| self.sum_squares(x)).sum()
+    }
+
     /// One AdamW update of `param` with gradient `grad` and moments `m`, `v` (all f32 of one shape), in place
     /// (copy-on-write). The default goes through the host.
     fn adamw_step(

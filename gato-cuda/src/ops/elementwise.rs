@@ -1,7 +1,8 @@
-//! Elementwise ops ([`gato_core::ElementwiseOps`]): grid-stride kernels from `kernels.cu`.
+//! Elementwise ops ([`gato_core::ElementwiseOps`]): grid-stride kernels from `kernels.cu`, their backwards from
+//! `kernels_backward.cu`, and the row sum that is a broadcast bias's gradient.
 
 use cudarc::driver::PushKernelArg;
-use gato_core::{ops, BinaryOp, ElementwiseOps, Result, Tensor, UnaryOp};
+use gato_core::{ops, BinaryOp, ElementwiseOps, Result, Shape, Tensor, UnaryOp};
 
 use crate::backend::*;
 use crate::storage::CudaStorage;
@@ -95,5 +96,61 @@ impl ElementwiseOps for CudaBackend {
             .map_err(|e| err("geglu", e))?;
         }
         Ok(self.wrap(shape, CudaStorage::F32(y)))
+    }
+
+    fn unary_backward(&self, op: UnaryOp, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        const OP: &str = "unary_backward";
+        ops::same_shape(OP, x.shape(), dy.shape())?;
+        let (xv, dyv) = (self.f32s(OP, "x", x)?, self.f32s(OP, "dy", dy)?);
+        let n = x.elem_count();
+        let mut dx = self.alloc(OP, n)?;
+        if n > 0 {
+            let f = self.function("unary_backward_f32")?;
+            let (nn, code) = (n as i64, unary_code(op));
+            // SAFETY: x, dy and dx hold n elements.
+            unsafe {
+                self.stream
+                    .launch_builder(&f)
+                    .arg(xv)
+                    .arg(dyv)
+                    .arg(&mut dx)
+                    .arg(&nn)
+                    .arg(&code)
+                    .launch(grid(n))
+            }
+            .map_err(|e| err(OP, e))?;
+        }
+        Ok(self.wrap(x.shape().clone(), CudaStorage::F32(dx)))
+    }
+    fn geglu_backward(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        const OP: &str = "geglu_backward";
+        let f_ = ops::geglu_backward_dims(x.shape(), dy.shape())?;
+        let (xv, dyv) = (self.f32s(OP, "x", x)?, self.f32s(OP, "dy", dy)?);
+        let rows = dy.elem_count().checked_div(f_).unwrap_or(0);
+        let mut dx = self.alloc(OP, x.elem_count())?;
+        if rows * f_ > 0 {
+            let f = self.function("geglu_backward_f32")?;
+            let (r, ff) = (rows as i64, f_ as i64);
+            // SAFETY: x and dx hold rows·2F, dy rows·F.
+            unsafe {
+                self.stream
+                    .launch_builder(&f)
+                    .arg(xv)
+                    .arg(dyv)
+                    .arg(&mut dx)
+                    .arg(&r)
+                    .arg(&ff)
+                    .launch(grid(rows * f_))
+            }
+            .map_err(|e| err(OP, e))?;
+        }
+        Ok(self.wrap(x.shape().clone(), CudaStorage::F32(dx)))
+    }
+    fn sum_rows(&self, x: &Tensor) -> Result<Tensor> {
+        const OP: &str = "sum_rows";
+        let (rows, d) = ops::sum_rows_dims(x.shape())?;
+        let xv = self.f32s(OP, "x", x)?;
+        let out = self.column_sums(OP, xv, rows, d)?;
+        Ok(self.wrap(Shape::new([d]), CudaStorage::F32(out)))
     }
 }

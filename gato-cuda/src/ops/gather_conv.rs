@@ -44,14 +44,7 @@ impl GatherConvOps for CudaBackend {
                     .launch(grid(n * d))
             }
             .map_err(|e| err(OP, e))?;
-            self.pending_ids
-                .lock()
-                .map_err(|_| err(OP, "pending id checks poisoned"))?
-                .push(PendingIdCheck {
-                    flag,
-                    ids: ids.clone(),
-                    vocab: v,
-                });
+            self.defer_id_check(OP, flag, ids, v, false)?;
         }
         Ok(self.wrap(shape, CudaStorage::F32(y)))
     }
@@ -126,5 +119,98 @@ impl GatherConvOps for CudaBackend {
             }
         }
         Ok(self.wrap(Shape::new([d.n, d.o, d.oh, d.ow]), CudaStorage::F32(out)))
+    }
+
+    fn embedding_backward(&self, ids: &Tensor, dy: &Tensor, vocab: usize) -> Result<Tensor> {
+        const OP: &str = "embedding_backward";
+        let d = ops::embedding_backward_dims(ids.shape(), dy.shape(), vocab)?;
+        let (idv, dyv) = (self.u32s(OP, "ids", ids)?, self.f32s(OP, "dy", dy)?);
+        let n = ids.elem_count();
+        let mut out = self.alloc(OP, vocab * d)?;
+        if n * d > 0 {
+            let mut flag = self.stream.alloc_zeros::<u64>(1).map_err(|e| err(OP, e))?;
+            let f = self.function("embedding_backward_f32")?;
+            let (nn, dd, vv) = (n as i64, d as i32, vocab.min(u32::MAX as usize) as u32);
+            // SAFETY: the kernel writes a table row only for ids below vocab; dy holds n·d; flag one u64.
+            unsafe {
+                self.stream
+                    .launch_builder(&f)
+                    .arg(idv)
+                    .arg(dyv)
+                    .arg(&mut out)
+                    .arg(&nn)
+                    .arg(&dd)
+                    .arg(&vv)
+                    .arg(&mut flag)
+                    .launch(grid(n * d))
+            }
+            .map_err(|e| err(OP, e))?;
+            self.defer_id_check(OP, flag, ids, vocab, false)?;
+        }
+        Ok(self.wrap(Shape::new([vocab, d]), CudaStorage::F32(out)))
+    }
+
+    fn conv2d_backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+        spec: &Conv2dSpec,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        const OP: &str = "conv2d_backward";
+        let d = ops::conv2d_backward_dims(x.shape(), w.shape(), dy.shape(), spec)?;
+        let (xv, wv, dyv) = (
+            self.f32s(OP, "x", x)?,
+            self.f32s(OP, "w", w)?,
+            self.f32s(OP, "dy", dy)?,
+        );
+        let p = d.oh * d.ow;
+        let ck = d.c * d.kh * d.kw;
+        let img = d.c * d.h * d.w;
+        let mut dx = self.alloc(OP, d.n * img)?;
+        let mut dw = self.alloc(OP, d.o * ck)?;
+        if d.n * d.o * p > 0 && ck > 0 {
+            let (im2col, col2im) = (self.function("im2col_f32")?, self.function("col2im_f32")?);
+            let mut cols = self.alloc(OP, ck * p)?;
+            let mut dcols = self.alloc(OP, ck * p)?;
+            let args = [d.c, d.h, d.w, d.kh, d.kw, d.oh, d.ow, d.stride, d.pad].map(|v| v as i32);
+            for i in 0..d.n {
+                let dyi = dyv.slice(i * d.o * p..(i + 1) * d.o * p);
+                // dcols [CK, P] = Wᵀ · dy_i, then back to the image's pixels.
+                self.gemm_rm(OP, (wv, true), (&dyi, false), &mut dcols, (ck, p, d.o), 0.0)?;
+                let mut dxi = dx.slice_mut(i * img..(i + 1) * img);
+                let mut l = self.stream.launch_builder(&col2im);
+                l.arg(&dcols).arg(&mut dxi);
+                for a in &args {
+                    l.arg(a);
+                }
+                // SAFETY: columns [CK, P] in, one image [C, H, W] out.
+                unsafe { l.launch(grid(img)) }.map_err(|e| err(OP, e))?;
+                // dW [O, CK] += dy_i · cols_iᵀ, the image's columns rebuilt.
+                let xi = xv.slice(i * img..(i + 1) * img);
+                let mut l = self.stream.launch_builder(&im2col);
+                l.arg(&xi).arg(&mut cols);
+                for a in &args {
+                    l.arg(a);
+                }
+                // SAFETY: one image in, C·kh·kw × OH·OW columns out.
+                unsafe { l.launch(grid(ck * p)) }.map_err(|e| err(OP, e))?;
+                let beta = if i == 0 { 0.0 } else { 1.0 };
+                self.gemm_rm(
+                    OP,
+                    (&dyi, false),
+                    (&cols, true),
+                    &mut dw,
+                    (d.o, ck, p),
+                    beta,
+                )?;
+            }
+        }
+        let db = self.channel_sums(OP, dyv, (d.n, d.o, p))?;
+        Ok((
+            self.wrap(x.shape().clone(), CudaStorage::F32(dx)),
+            self.wrap(w.shape().clone(), CudaStorage::F32(dw)),
+            self.wrap(Shape::new([d.o]), CudaStorage::F32(db)),
+        ))
     }
 }

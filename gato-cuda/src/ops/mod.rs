@@ -1,6 +1,8 @@
 //! One module per op family of [`gato_core::Backend`], each holding the family's `impl` for [`crate::CudaBackend`].
 
 mod attention;
+
+pub use attention::attention_backward_plan;
 mod elementwise;
 mod gather_conv;
 mod layout;
