@@ -293,6 +293,12 @@ pub struct TrainArgs {
     /// part of the environment id: `cartpole=1,breakout=0.5,...`). The resumed run's value on --resume.
     #[arg(long, value_name = "tokens|uniform|NAME=W,...")]
     pub task_weights: Option<String>,
+    /// Precision of the matrix products (design.md §8): `bf16` multiplies with bf16 copies of the block weights
+    /// (f32 master weights, moments and sums) where the backend has fast bf16 products (CUDA tensor cores) and
+    /// stays f32 elsewhere, so the same command runs on a CPU. f32 for a new run; the resumed run's value on
+    /// --resume, which may change it.
+    #[arg(long, value_name = "f32|bf16")]
+    pub precision: Option<String>,
     /// Text tokenizer for text fields.
     #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
     pub text_tokenizer: String,

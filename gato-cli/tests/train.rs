@@ -438,10 +438,34 @@ fn bad_inputs_stop_before_the_first_step() {
         &["--task-weights", "-2 is out of range"],
     );
     refused(
+        "precision-unknown",
+        &["--data", &cartpole, "--precision", "fp8"],
+        &["--precision", "fp8", "f32 or bf16"],
+    );
+    refused(
         "resume-nothing",
         &["--resume", empty.to_str().unwrap()],
         &["--resume", "no training checkpoint"],
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bf16_asked_on_the_cpu_trains_in_f32_and_says_so() {
+    let dir = scratch("train-bf16");
+    let out = dir.join("run");
+    let mut args = run_args(&out, 1);
+    args.extend(["--precision".into(), "bf16".into()]);
+    let o = train(&args);
+    let (stdout, err) = text(&o);
+    no_panic(&err);
+    assert!(o.status.success(), "{stdout}{err}");
+    assert!(
+        err.contains("products f32 (bf16 asked; the cpu backend has no fast bf16 products)"),
+        "{err}"
+    );
+    let run = std::fs::read_to_string(step_dir(&out, 1).join("run.json")).unwrap();
+    assert!(run.contains("\"precision\": \"bf16\""), "the run keeps what was asked: {run}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

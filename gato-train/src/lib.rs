@@ -25,4 +25,4 @@ pub use distributed::{shard, Communicator, LocalCommunicator, LocalGroup, BUCKET
 pub use error::{RunResult, TrainError};
 pub use params::ParamMap;
 pub use schedule::learning_rate;
-pub use trainer::{accumulated_gradients, StepReport, Trainer};
+pub use trainer::{accumulated_gradients, effective_precision, StepReport, Trainer};

@@ -47,6 +47,14 @@ pub struct RunSpec {
     /// written before the field existed mixed by tokens.
     #[serde(default = "tokens")]
     pub task_weights: String,
+    /// Precision of the training steps' products as asked (`f32` or `bf16`; [`crate::effective_precision`] is what
+    /// a backend gives); runs written before the field existed trained in f32.
+    #[serde(default = "f32_precision")]
+    pub precision: String,
+}
+
+fn f32_precision() -> String {
+    "f32".into()
 }
 
 fn tokens() -> String {
@@ -75,6 +83,12 @@ impl RunSpec {
             return Err(TrainError::Options {
                 field: "validation-fraction".into(),
                 detail: format!("{} is outside [0, 1)", self.validation_fraction),
+            });
+        }
+        if let Err(e) = self.precision.parse::<gato_core::MatmulPrecision>() {
+            return Err(TrainError::Options {
+                field: "precision".into(),
+                detail: e.to_string(),
             });
         }
         if let Err(e) = self.task_weights.parse::<gato_data::TaskWeights>() {

@@ -1,7 +1,9 @@
 //! One training step (`docs/design.md` §8): the parameters viewed as a model, the masked cross-entropy and its
 //! gradients, global-norm clipping, the scheduled learning rate and AdamW.
 
-use gato_core::{Backend, EmbeddingMode, Error, GatoConfig, Result, TokenBatch};
+use gato_core::{
+    Backend, DType, EmbeddingMode, Error, GatoConfig, MatmulPrecision, Result, TokenBatch,
+};
 use gato_transformer::{Dropout, GatoTransformer, Gradients};
 
 use crate::adamw::{clip_scale, AdamW};
@@ -34,6 +36,17 @@ pub struct Trainer {
     opt: AdamW,
     step: usize,
     total_steps: usize,
+    precision: MatmulPrecision,
+}
+
+/// The precision a run asks for, as a backend can give it (design.md §8): bf16 products where the backend
+/// multiplies bf16 faster ([`gato_core::MatmulOps::fast_bf16_products`]), f32 elsewhere, so one command line
+/// trains on a GPU and on a CPU alike.
+pub fn effective_precision(be: &dyn Backend, requested: MatmulPrecision) -> MatmulPrecision {
+    match requested {
+        MatmulPrecision::Bf16 if be.fast_bf16_products() => MatmulPrecision::Bf16,
+        _ => MatmulPrecision::F32,
+    }
 }
 
 impl Trainer {
@@ -45,7 +58,31 @@ impl Trainer {
             opt: AdamW::default(),
             step: 0,
             total_steps,
+            precision: MatmulPrecision::F32,
         }
+    }
+
+    /// Mixed precision (design.md §8): at [`MatmulPrecision::Bf16`] every training step multiplies with the
+    /// decoder blocks' matrix weights rounded to bf16 (and `dy` rounded for their weight gradients), while the
+    /// master weights, the optimiser's moments, every sum and every other op stay f32. Validation and
+    /// [`Self::model`] use the f32 weights. Applies on any backend (on one without fast bf16 products it only
+    /// rounds); a run chooses through [`effective_precision`].
+    pub fn set_precision(&mut self, precision: MatmulPrecision) {
+        self.precision = precision;
+    }
+
+    /// The precision of the training steps' products.
+    pub fn precision(&self) -> MatmulPrecision {
+        self.precision
+    }
+
+    /// The model a training step runs: [`Self::model`], its block weights cast to bf16 under mixed precision.
+    fn step_model(&self, be: &dyn Backend) -> Result<GatoTransformer> {
+        let mut model = self.model()?;
+        if self.precision == MatmulPrecision::Bf16 {
+            model.cast_block_weights(be, DType::BF16)?;
+        }
+        Ok(model)
     }
 
     /// The model the current parameters define (no weight is copied).
@@ -121,6 +158,7 @@ impl Trainer {
             opt,
             step,
             total_steps,
+            precision: MatmulPrecision::F32,
         })
     }
 
@@ -150,7 +188,7 @@ impl Trainer {
         let at_step = |e| at_step(step, e);
         // The model view shares the parameters' storage; it is dropped before the in-place update.
         let (loss, targets, grads) = {
-            let model = self.model()?;
+            let model = self.step_model(be)?;
             accumulated_gradients(&model, be, batches, mode, dropout).map_err(at_step)?
         };
         self.update(be, loss, targets, &grads)
@@ -198,7 +236,7 @@ impl Trainer {
     ) -> Result<StepReport> {
         let step = self.step;
         let (loss_sum, targets, local) = {
-            let model = self.model()?;
+            let model = self.step_model(be)?;
             crate::distributed::local_sums(&model, be, batches, first, mode, dropout)
                 .map_err(|e| at_step(step, e))?
         };

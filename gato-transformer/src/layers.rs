@@ -39,7 +39,9 @@ impl Linear {
     }
 
     /// The backward of [`Self::forward`] for `x: [.., in]` and `dy: [.., out]`: adds `dW = xᵀ·dy` and
-    /// `db = Σ dy` under `{name}.weight` / `{name}.bias`, returns `dx = dy·Wᵀ`.
+    /// `db = Σ dy` under `{name}.weight` / `{name}.bias`, returns `dx = dy·Wᵀ`. With a 16-bit weight (mixed
+    /// precision, design.md §8) both products take 16-bit operands: `dy` is rounded to the weight's type for
+    /// `dW` (so a tensor-core backend multiplies bf16 × bf16 there too); sums stay f32 and `dW` is f32.
     pub fn backward(
         &self,
         be: &dyn Backend,
@@ -55,7 +57,11 @@ impl Linear {
             trans_a: true,
             ..Default::default()
         };
-        grads.add(be, format!("{name}.weight"), be.matmul(&x2, &dy2, &tn)?)?;
+        let dw = match self.weight.dtype() {
+            DType::F32 => be.matmul(&x2, &dy2, &tn)?,
+            half => be.matmul(&x2, &be.cast(&dy2, half)?, &tn)?,
+        };
+        grads.add(be, format!("{name}.weight"), dw)?;
         grads.add(be, format!("{name}.bias"), be.sum_rows(&dy2)?)?;
         be.matmul(&dy2, &self.weight, &MatmulSpec::nt())?
             .reshape(x.dims())

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::{Backend, GatoConfig};
+use gato_core::{Backend, GatoConfig, MatmulPrecision};
 use gato_data::{Dataset, TaskWeights};
 use gato_train::run::{self, Event, RunSpec, ValidationReport};
 use gato_train::{checkpoint, Trainer};
@@ -179,6 +179,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
                     &dir,
                 )?,
                 data: prev.data.clone(),
+                precision: args.precision.clone().unwrap_or(prev.precision.clone()),
             };
             let files = if args.data.is_empty() {
                 spec.data.iter().map(PathBuf::from).collect()
@@ -221,6 +222,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
                     .clone()
                     .unwrap_or_else(|| TaskWeights::Tokens.to_string()),
                 data: files.iter().map(|f| f.display().to_string()).collect(),
+                precision: args.precision.clone().unwrap_or_else(|| "f32".into()),
             };
             if run::latest_checkpoint(&args.out).is_some() {
                 return Err(arg(
@@ -242,6 +244,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
                 "accumulate" => "accumulate",
                 "seq" => "seq",
                 "task-weights" => "task-weights",
+                "precision" => "precision",
                 _ => "keep-checkpoints",
             },
             detail,
@@ -287,6 +290,12 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
         Some(t) => t,
         None => Trainer::new(&GatoTransformer::init(be, &config, spec.seed)?, spec.steps),
     };
+    let asked: MatmulPrecision = spec
+        .precision
+        .parse()
+        .map_err(|e: gato_core::Error| arg("precision", e.to_string()))?;
+    let precision = gato_train::effective_precision(be, asked);
+    trainer.set_precision(precision);
     let start_step = trainer.steps();
     let mut metrics = Metrics::open(&args.out, start_step)?;
     let total_weight: f64 = data.tasks.iter().map(|t| t.weight).sum();
@@ -305,7 +314,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
         })
         .collect();
     eprintln!(
-        "gato train: {} tasks read in {data_s:.1} s: {}\n  steps {}..{} · batch {} × {} tokens · accumulate {} · seed {} · out {}",
+        "gato train: {} tasks read in {data_s:.1} s: {}\n  steps {}..{} · batch {} × {} tokens · accumulate {} · seed {} · products {}{} · out {}",
         data.tasks.len(),
         tasks.join(", "),
         start_step,
@@ -314,6 +323,12 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
         spec.seq_len,
         spec.accumulate,
         spec.seed,
+        precision,
+        if precision == asked {
+            String::new()
+        } else {
+            format!(" ({asked} asked; the {} backend has no fast bf16 products)", be.name())
+        },
         args.out.display()
     );
     let bar = ProgressBar::new(spec.steps as u64).with_position(start_step as u64);

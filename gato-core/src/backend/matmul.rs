@@ -96,6 +96,13 @@ pub trait MatmulOps: ElementwiseOps {
     /// `b`'s type for a tensor-core product).
     fn matmul(&self, a: &Tensor, b: &Tensor, spec: &MatmulSpec) -> Result<Tensor>;
 
+    /// Whether this backend multiplies bf16 operands faster than f32 ones (tensor cores, bf16 matrix units), so
+    /// that mixed-precision training (`gato train --precision bf16`, design.md §8) pays off. A backend that says
+    /// no still computes products against bf16 weights correctly; the trainer then keeps f32. Default: no.
+    fn fast_bf16_products(&self) -> bool {
+        false
+    }
+
     /// `x · w + bias` with `x: [..., in]`, `w: [in, out]`, `bias: [out]`. Backends may fuse it.
     fn linear(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let y = self.matmul(x, w, &MatmulSpec::default())?;

@@ -7,6 +7,10 @@ use crate::backend::*;
 use crate::storage::CudaStorage;
 
 impl MatmulOps for CudaBackend {
+    /// Tensor cores: bf16 × bf16 products with f32 accumulation (`cublasGemmStridedBatchedEx`).
+    fn fast_bf16_products(&self) -> bool {
+        true
+    }
     fn matmul(&self, a: &Tensor, b: &Tensor, spec: &MatmulSpec) -> Result<Tensor> {
         const OP: &str = "matmul";
         let d = ops::matmul_dims(a.shape(), b.shape(), spec)?;
