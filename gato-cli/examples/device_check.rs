@@ -3,20 +3,29 @@
 //! 1. CUDA logits vs CPU logits on a real bundled episode for `tiny` and `small` (f32: relative error < 1e-4;
 //!    bf16 decoder weights on CUDA against the f32 CPU logits: < 2e-2).
 //! 2. KV-cache decoding on CUDA equals the full forward (< 1e-4).
-//! 3. Forward tokens/s for `small` and `baseline` at batch 8 × 1024 tokens (f32 and bf16 weights), model FLOP
+//! 3. Training on CUDA vs the CPU for `tiny` (design.md §8): the loss and every gradient (f32: relative error
+//!    < 1e-4; bf16 products on CUDA against f32 on the CPU: < 2e-2), and a 10-step loss trajectory (< 1e-3).
+//! 4. Forward tokens/s for `small` and `baseline` at batch 8 × 1024 tokens (f32 and bf16 weights), model FLOP
 //!    utilisation against the bf16 peak given in `GATO_PEAK_TFLOPS` (default 989, H100/H200 SXM dense bf16), and
-//!    the per-token decode latency with the KV cache. Prints a table last; exits non-zero if a check fails.
+//!    the per-token decode latency with the KV cache.
+//! 5. Training steps (forward, backward, clipping, AdamW) for `small` and `baseline` at 8 × 1024 tokens, f32 and
+//!    bf16 products: tokens/s and MFU (3× the forward's FLOPs). Prints a table last; exits non-zero if a check
+//!    fails.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::{create_backend, Backend, BackendOptions, GatoConfig, Modality, TokenBatch};
+use gato_core::{
+    create_backend, Backend, BackendOptions, EmbeddingMode, GatoConfig, MatmulPrecision, Modality,
+    TokenBatch,
+};
 use gato_cuda as _;
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
+use gato_train::{accumulated_gradients, AdamW, Trainer};
 use gato_transformer::checkpoint;
-use gato_transformer::{last_logits, single_token, DecodeState, GatoTransformer};
+use gato_transformer::{last_logits, single_token, DecodeState, Dropout, GatoTransformer};
 
 fn rel(a: &[f32], b: &[f32]) -> f64 {
     let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
@@ -29,6 +38,126 @@ fn logits(model: &GatoTransformer, be: &dyn Backend, b: &TokenBatch) -> Vec<f32>
         .unwrap()
         .into_f32()
         .unwrap()
+}
+
+/// Forward FLOPs of `c` on 8 sequences of 1024 tokens (matrix products and attention's two products).
+fn forward_flops(c: &GatoConfig) -> f64 {
+    let params = gato_transformer::count_parameters(c)
+        .unwrap()
+        .transformer_blocks as f64;
+    let (l, w, hk) = (1024.0, c.layer_width as f64, c.attention_width() as f64);
+    8.0 * (2.0 * params * l
+        + 2.0 * 2.0 * c.num_transformer_blocks as f64 * l * l * hk / 2.0
+        + 2.0 * l * w * 33025.0)
+}
+
+/// Training on CUDA against the CPU for `tiny`: gradients (f32 and bf16) and a 10-step trajectory.
+fn training_checks(cpu: &dyn Backend, cuda: &dyn Backend, rows: &mut Vec<String>) -> bool {
+    let mut ok = true;
+    let mut c = GatoConfig::tiny();
+    c.training.warmup_steps = 2;
+    c.training.learning_rate = 3e-3;
+    let ep = EpisodeFile::open(std::path::Path::new("data/episodes/babyai.safetensors")).unwrap();
+    let b = ep.builder(&c, "bytes").unwrap();
+    let (s0, s1) = (ep.tokenize(0, &b).unwrap(), ep.tokenize(1, &b).unwrap());
+    let batch = to_batch(&[&s0, &s1]);
+    let dir = std::env::temp_dir().join("gato-device-check-train");
+    let cpu_model = GatoTransformer::init(cpu, &c, 5).unwrap();
+    checkpoint::save(
+        &cpu_model,
+        cpu,
+        &dir,
+        gato_core::DType::F32,
+        gato_transformer::atomic_dir::Overwrite::Replace,
+    )
+    .unwrap();
+    let grads = |m: &GatoTransformer, be: &dyn Backend| {
+        let (loss, _, g) =
+            accumulated_gradients(m, be, &[&batch], EmbeddingMode::Eval, Dropout::OFF).unwrap();
+        (loss, AdamW::host_gradients(be, &g).unwrap())
+    };
+    let (cpu_loss, cpu_grads) = grads(&cpu_model, cpu);
+    for (label, dtype, tol) in [
+        ("f32", gato_core::DType::F32, 1e-4),
+        ("bf16", gato_core::DType::BF16, 2e-2),
+    ] {
+        let mut m = checkpoint::load(&dir, cuda).unwrap();
+        m.cast_block_weights(cuda, dtype).unwrap();
+        let (loss, g) = grads(&m, cuda);
+        let mut worst = ((loss - cpu_loss).abs() / cpu_loss, "loss".to_string());
+        for (name, want) in &cpu_grads {
+            let e = rel(&g[name], want);
+            if e > worst.0 {
+                worst = (e, name.clone());
+            }
+        }
+        let pass = worst.0 < tol;
+        ok &= pass;
+        rows.push(format!(
+            "tiny      train: CUDA {label:>4} vs CPU f32 loss + {} gradients   worst rel err {:.2e} ({})  {}",
+            cpu_grads.len(),
+            worst.0,
+            worst.1,
+            if pass { "ok" } else { "FAIL" }
+        ));
+    }
+    let trajectory = |be: &dyn Backend| {
+        let m = checkpoint::load(&dir, be).unwrap();
+        let mut t = Trainer::new(&m, 10);
+        (0..10)
+            .map(|_| t.step(be, &batch, EmbeddingMode::Eval).unwrap().loss)
+            .collect::<Vec<f64>>()
+    };
+    let (a, g) = (trajectory(cpu), trajectory(cuda));
+    let worst = a
+        .iter()
+        .zip(&g)
+        .map(|(x, y)| (x - y).abs() / x)
+        .fold(0.0, f64::max);
+    let pass = worst < 1e-3 && g[9] < g[0];
+    ok &= pass;
+    rows.push(format!(
+        "tiny      train: 10-step loss trajectory CUDA vs CPU ({:.3} -> {:.3})   worst rel err {worst:.2e}  {}",
+        g[0],
+        g[9],
+        if pass { "ok" } else { "FAIL" }
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+    ok
+}
+
+/// Training-step throughput at 8 × 1024 tokens.
+fn training_throughput(cuda: &dyn Backend, peak: f64, rows: &mut Vec<String>) {
+    for (name, precision) in [
+        ("small", MatmulPrecision::F32),
+        ("small", MatmulPrecision::Bf16),
+        ("baseline", MatmulPrecision::F32),
+        ("baseline", MatmulPrecision::Bf16),
+    ] {
+        let c = GatoConfig::preset(name).unwrap();
+        let model = GatoTransformer::init(cuda, &c, 2).unwrap();
+        let batch = random_batch(8, 1024, 5);
+        let mut t = Trainer::new(&model, 100);
+        drop(model);
+        t.set_precision(precision);
+        t.step(cuda, &batch, EmbeddingMode::Eval).unwrap();
+        cuda.synchronize().unwrap();
+        let reps = 3;
+        let start = Instant::now();
+        for _ in 0..reps {
+            t.step(cuda, &batch, EmbeddingMode::Eval).unwrap();
+        }
+        cuda.synchronize().unwrap();
+        let s = start.elapsed().as_secs_f64() / reps as f64;
+        let flops = 3.0 * forward_flops(&c);
+        rows.push(format!(
+            "{name:<9} train step 8x1024 {precision:>4} products: {:.1} ms, {:.0} tokens/s, {:.1} TFLOP/s = {:.1}% MFU of {peak} bf16 peak",
+            s * 1e3,
+            8192.0 / s,
+            flops / s / 1e12,
+            100.0 * flops / s / 1e12 / peak
+        ));
+    }
 }
 
 fn random_batch(batch: usize, len: usize, seed: u32) -> TokenBatch {
@@ -131,6 +260,7 @@ fn main() -> ExitCode {
         ));
         std::fs::remove_dir_all(&dir).ok();
     }
+    ok &= training_checks(cpu.as_ref(), cuda.as_ref(), &mut rows);
     let peak: f64 = std::env::var("GATO_PEAK_TFLOPS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -160,14 +290,7 @@ fn main() -> ExitCode {
         }
         cuda.synchronize().unwrap();
         let s = t.elapsed().as_secs_f64() / reps as f64;
-        let params = gato_transformer::count_parameters(&c)
-            .unwrap()
-            .transformer_blocks as f64;
-        let (l, w, hk) = (1024.0, c.layer_width as f64, c.attention_width() as f64);
-        let flops = 8.0
-            * (2.0 * params * l
-                + 2.0 * 2.0 * c.num_transformer_blocks as f64 * l * l * hk / 2.0
-                + 2.0 * l * w * 33025.0);
+        let flops = forward_flops(&c);
         rows.push(format!("{name:<9} forward 8x1024 {dtype:>4} weights: {:.1} ms, {:.0} tokens/s, {:.1} TFLOP/s = {:.1}% of {peak} bf16 peak", s * 1e3, 8192.0 / s, flops / s / 1e12, 100.0 * flops / s / 1e12 / peak));
         let mut st = DecodeState::new(&model);
         let prompt = random_batch(1, 512, 4);
@@ -185,6 +308,7 @@ fn main() -> ExitCode {
             "{name:<9} decode with KV cache (512-token context), {dtype:>4} weights: {ms:.2} ms per action token"
         ));
     }
+    training_throughput(cuda.as_ref(), peak, &mut rows);
     println!("\n{}", rows.join("\n"));
     if ok {
         ExitCode::SUCCESS

@@ -465,7 +465,10 @@ fn bf16_asked_on_the_cpu_trains_in_f32_and_says_so() {
         "{err}"
     );
     let run = std::fs::read_to_string(step_dir(&out, 1).join("run.json")).unwrap();
-    assert!(run.contains("\"precision\": \"bf16\""), "the run keeps what was asked: {run}");
+    assert!(
+        run.contains("\"precision\": \"bf16\""),
+        "the run keeps what was asked: {run}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

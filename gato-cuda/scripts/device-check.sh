@@ -2,9 +2,11 @@
 # GPU checks for gato-cuda, in one call on a machine with a GPU (finishes in a few minutes):
 #   1. build in release; 2. the shared conformance suite against CUDA (every op vs the f64 reference);
 #   3. gato backends / check / bench with --backend cuda;
-#   4. end-to-end: CUDA vs CPU logits (tiny, small; f32 and bf16 weights), KV-cache decode == full forward;
-#   5. benchmark: forward tokens/s for small and baseline at 8 x 1024 (f32 and bf16 weights), MFU, per-token
-#      decode latency.
+#   4. gato train on CUDA: 5 steps of tiny with --precision bf16 (the CLI path, bf16 products taken);
+#   5. end-to-end: CUDA vs CPU logits (tiny, small; f32 and bf16 weights), KV-cache decode == full forward;
+#      training: CUDA vs CPU loss and every gradient of tiny (f32 < 1e-4, bf16 < 2e-2), a 10-step trajectory;
+#   6. benchmark: forward tokens/s for small and baseline at 8 x 1024 (f32 and bf16 weights), MFU, per-token
+#      decode latency; training steps at 8 x 1024 (f32 and bf16 products), tokens/s and MFU.
 # Prints a short table last. Usage: bash gato-cuda/scripts/device-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,12 +22,17 @@ if ! verdict=$(./target/release/gato --backend cuda check --size 256 2>&1); then
 fi
 echo "ok: CUDA backend available ($(head -1 <<<"$verdict"))"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv || true
-echo "=== conformance suite on CUDA"
+echo "=== conformance suite on CUDA (forward and backward)"
 cargo test --release --locked -p gato-cuda --test conformance 2>&1 | tee /tmp/gato-cuda-conformance.log | grep -E "^test |test result|SKIPPED|panicked"
 if grep -q SKIPPED /tmp/gato-cuda-conformance.log; then echo "FAIL: CUDA conformance skipped on a GPU machine"; exit 1; fi
 echo "=== gato CLI on CUDA"
 ./target/release/gato --backend cuda backends
 ./target/release/gato --backend cuda check
 ./target/release/gato --backend cuda bench --reps 2 --act-steps 3
+echo "=== gato train on CUDA (tiny, 5 steps, bf16 products)"
+rm -rf /tmp/gato-device-train
+./target/release/gato --backend cuda train --config tiny --data data/episodes/babyai.safetensors --steps 5 --batch 2 \
+    --seq 256 --precision bf16 --eval-every 5 --out /tmp/gato-device-train 2>&1 | tee /tmp/gato-device-train.log | grep -v "^\s*$" | tail -5
+grep -q "products bf16" /tmp/gato-device-train.log || { echo "FAIL: gato train did not take bf16 products on CUDA"; exit 1; }
 echo "=== end-to-end checks and benchmark"
 ./target/release/examples/device_check

@@ -628,3 +628,145 @@ fn sum_of_squares_and_adamw_match_the_reference() {
     close("m", &m, &wm, 1e-7);
     close("v", &v, &wv, 1e-9);
 }
+
+#[test]
+fn forward_kernels_match_the_reference() {
+    let Some(e) = emu("forward_kernels_match_the_reference") else {
+        return;
+    };
+    let mut rng = Rng::new(17);
+    // Softmax and log-softmax over rows wider than a block.
+    let (rows, d) = (4usize, 700usize);
+    let mut x = rng.vec(rows * d, -6.0, 6.0);
+    for log in [0i32, 1] {
+        let mut y = vec![0f32; rows * d];
+        let a = Args::default()
+            .buf(&mut x)
+            .buf(&mut y)
+            .val(rows as i64)
+            .val(d as i32)
+            .val(log);
+        e.launch("softmax_f32", rows, 256, 0, a);
+        close(
+            &format!("softmax (log {log})"),
+            &y,
+            &r::softmax(&wide(&x), d, log == 1),
+            1e-5,
+        );
+    }
+    // Broadcast binary ops and GEGLU.
+    let (n, inner) = (600usize, 30usize);
+    let (mut a0, mut b0) = (rng.vec(n, -2.0, 2.0), rng.vec(inner, 0.5, 2.0));
+    for (code, op) in [
+        (0, gato_core::BinaryOp::Add),
+        (2, gato_core::BinaryOp::Mul),
+        (3, gato_core::BinaryOp::Div),
+    ] {
+        let mut y = vec![0f32; n];
+        let a = Args::default()
+            .buf(&mut a0)
+            .buf(&mut b0)
+            .buf(&mut y)
+            .val(n as i64)
+            .val(inner as i64)
+            .val(code);
+        e.launch("binary_f32", grid(n), 256, 0, a);
+        let bb: Vec<f64> = (0..n).map(|i| b0[i % inner] as f64).collect();
+        close(
+            &format!("{op:?}"),
+            &y,
+            &r::binary(op, &wide(&a0), &bb),
+            1e-6,
+        );
+    }
+    let (gr, gf) = (5usize, 40usize);
+    let mut gx = rng.vec(gr * 2 * gf, -3.0, 3.0);
+    let mut gy = vec![0f32; gr * gf];
+    let a = Args::default()
+        .buf(&mut gx)
+        .buf(&mut gy)
+        .val(gr as i64)
+        .val(gf as i64);
+    e.launch("geglu_f32", grid(gr * gf), 256, 0, a);
+    close("geglu", &gy, &r::geglu(&wide(&gx), gf), 1e-5);
+    // Embedding gather: PAD gathers zeros, a bad id gathers zeros and is flagged.
+    let (vocab, ed) = (9usize, 6usize);
+    let mut table = rng.vec(vocab * ed, -1.0, 1.0);
+    let mut ids: Vec<u32> = vec![8, 0, PAD, 3, 3];
+    let mut y = vec![1f32; ids.len() * ed];
+    let mut bad = vec![0u64];
+    let a = Args::default()
+        .buf(&mut table)
+        .buf(&mut ids)
+        .buf(&mut y)
+        .val(ids.len() as i64)
+        .val(ed as i32)
+        .val(vocab as u32)
+        .buf(&mut bad);
+    e.launch("embedding_f32", grid(ids.len() * ed), 256, 0, a);
+    close("embedding", &y, &r::embedding(&wide(&table), ed, &ids), 0.0);
+    assert_eq!(bad[0], 0);
+    // Convolution forward through im2col (the product on the host, as cuBLAS orders it) and the bias.
+    let (c, hh, ww, o, k) = (3usize, 6usize, 5usize, 4usize, 3usize);
+    let spec = Conv2dSpec {
+        stride: 2,
+        padding: 1,
+    };
+    let (oh, ow) = ((hh + 2 - k) / 2 + 1, (ww + 2 - k) / 2 + 1);
+    let (p, ck) = (oh * ow, c * k * k);
+    let mut img = rng.vec(c * hh * ww, -1.0, 1.0);
+    let (w, bias) = (rng.vec(o * ck, -1.0, 1.0), rng.vec(o, -1.0, 1.0));
+    let mut cols = vec![0f32; ck * p];
+    let mut a = Args::default().buf(&mut img).buf(&mut cols);
+    for v in [c, hh, ww, k, k, oh, ow, 2, 1] {
+        a = a.val(v as i32);
+    }
+    e.launch("im2col_f32", grid(ck * p), 256, 0, a);
+    let mut out: Vec<f32> = (0..o * p)
+        .map(|i| {
+            (0..ck)
+                .map(|kk| w[(i / p) * ck + kk] * cols[kk * p + i % p])
+                .sum()
+        })
+        .collect();
+    let mut bias_buf = bias.clone();
+    let a = Args::default()
+        .buf(&mut out)
+        .buf(&mut bias_buf)
+        .val((o * p) as i64)
+        .val(o as i32)
+        .val(p as i64);
+    e.launch("add_channel_bias_f32", grid(o * p), 256, 0, a);
+    let (want, _) = r::conv2d(
+        &wide(&img),
+        [1, c, hh, ww],
+        &wide(&w),
+        [o, c, k, k],
+        Some(&wide(&bias)),
+        &spec,
+    );
+    close("conv2d", &out, &want, 1e-5);
+    // Casts round to nearest even and back.
+    let mut f = vec![1.0f32, -2.5, 3.140625, 65504.0, 1e-3, 0.0];
+    let (mut h, mut back) = (vec![0u16; f.len()], vec![0f32; f.len()]);
+    for (to, from, lib) in [
+        ("f32_to_bf16", "bf16_to_f32", 0),
+        ("f32_to_f16", "f16_to_f32", 1),
+    ] {
+        let a = Args::default().buf(&mut f).buf(&mut h).val(f.len() as i64);
+        e.launch(to, 1, 256, 0, a);
+        let a = Args::default()
+            .buf(&mut h)
+            .buf(&mut back)
+            .val(f.len() as i64);
+        e.launch(from, 1, 256, 0, a);
+        for (i, (&x, &y)) in f.iter().zip(&back).enumerate() {
+            let want = if lib == 0 {
+                half::bf16::from_f32(x).to_f32()
+            } else {
+                half::f16::from_f32(x).to_f32()
+            };
+            assert_eq!(y, want, "{to}/{from}[{i}] of {x}");
+        }
+    }
+}
