@@ -5,6 +5,7 @@
 //! 2. KV-cache decoding on CUDA equals the full forward (< 1e-4).
 //! 3. Training on CUDA vs the CPU for `tiny` (design.md §8): the loss and every gradient (f32: relative error
 //!    < 1e-4; bf16 products on CUDA against f32 on the CPU: < 2e-2), and a 10-step loss trajectory (< 1e-3).
+//!    Data parallel over NCCL with world size 1 against the plain step (skipped where NCCL is not installed).
 //! 4. Forward tokens/s for `small` and `baseline` at batch 8 × 1024 tokens (f32 and bf16 weights), model FLOP
 //!    utilisation against the bf16 peak given in `GATO_PEAK_TFLOPS` (default 989, H100/H200 SXM dense bf16), and
 //!    the per-token decode latency with the KV cache.
@@ -122,6 +123,44 @@ fn training_checks(cpu: &dyn Backend, cuda: &dyn Backend, rows: &mut Vec<String>
         g[9],
         if pass { "ok" } else { "FAIL" }
     ));
+    // Data parallel over NCCL with one rank: the all-reduce path runs and the step equals the plain one.
+    match cuda
+        .collective_id()
+        .and_then(|id| cuda.communicator(&id, 0, 1))
+    {
+        Ok(comm) => {
+            let m = checkpoint::load(&dir, cuda).unwrap();
+            let (mut plain, mut dist) = (Trainer::new(&m, 10), Trainer::new(&m, 10));
+            drop(m);
+            let a = plain.step(cuda, &batch, EmbeddingMode::Eval).unwrap().loss;
+            let b = dist
+                .step_distributed(
+                    cuda,
+                    comm.as_ref(),
+                    &[&batch],
+                    0,
+                    EmbeddingMode::Eval,
+                    Dropout::OFF,
+                )
+                .unwrap()
+                .loss;
+            let p = |t: &Trainer| {
+                t.params()
+                    .0
+                    .values()
+                    .flat_map(|x| cuda.download(x).unwrap().into_f32().unwrap())
+                    .collect::<Vec<f32>>()
+            };
+            let e = rel(&p(&dist), &p(&plain)).max((a - b).abs() / a);
+            let pass = e < 1e-5;
+            ok &= pass;
+            rows.push(format!(
+                "tiny      train: NCCL world size 1 vs plain step (loss, parameters)   rel err {e:.2e}  {}",
+                if pass { "ok" } else { "FAIL" }
+            ));
+        }
+        Err(e) => rows.push(format!("tiny      train: NCCL data parallel SKIPPED: {e}")),
+    }
     std::fs::remove_dir_all(&dir).ok();
     ok
 }

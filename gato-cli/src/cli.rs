@@ -299,6 +299,18 @@ pub struct TrainArgs {
     /// --resume, which may change it.
     #[arg(long, value_name = "f32|bf16")]
     pub precision: Option<String>,
+    /// Data parallel over NCCL (design.md §8): the number of processes (one per GPU) that train together. Each
+    /// takes an equal share of every step's --accumulate micro-batches (which must divide by it); rank 0 writes
+    /// the checkpoints. Needs --rendezvous and a backend with collectives (--backend cuda).
+    #[arg(long, value_name = "W", requires = "rendezvous")]
+    pub world_size: Option<usize>,
+    /// This process's rank, 0..world-size (default 0).
+    #[arg(long, value_name = "R", requires = "world_size")]
+    pub rank: Option<usize>,
+    /// A file every rank can reach (a shared filesystem across machines): rank 0 writes the NCCL group id there,
+    /// the others wait for it. Start all ranks within two minutes; an older file is from an earlier run.
+    #[arg(long, value_name = "FILE", requires = "world_size")]
+    pub rendezvous: Option<PathBuf>,
     /// Text tokenizer for text fields.
     #[arg(long, default_value = "bytes", value_name = "NAME|PATH")]
     pub text_tokenizer: String,

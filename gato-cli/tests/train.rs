@@ -442,6 +442,36 @@ fn bad_inputs_stop_before_the_first_step() {
         &["--data", &cartpole, "--precision", "fp8"],
         &["--precision", "fp8", "f32 or bf16"],
     );
+    // Data parallel needs a backend with collectives (NCCL); rank 0 says so before writing the rendezvous file.
+    let rdv = dir.join("group.id");
+    let rdv_s = rdv.to_str().unwrap().to_string();
+    refused(
+        "world-size-cpu",
+        &[
+            "--data",
+            &cartpole,
+            "--world-size",
+            "2",
+            "--rendezvous",
+            &rdv_s,
+        ],
+        &["--world-size", "NCCL", "--backend cuda"],
+    );
+    assert!(!rdv.exists(), "rank 0 wrote a group id it could not make");
+    refused(
+        "rank-out-of-range",
+        &[
+            "--data",
+            &cartpole,
+            "--world-size",
+            "2",
+            "--rank",
+            "2",
+            "--rendezvous",
+            &rdv_s,
+        ],
+        &["--rank", "2 is out of range", "0..2"],
+    );
     refused(
         "resume-nothing",
         &["--resume", empty.to_str().unwrap()],

@@ -39,8 +39,8 @@ pub mod testing;
 
 pub use backend::{
     run_scoped, AdamWConstants, AdamWStep, AttentionOps, AttentionSpec, Backend, BinaryOp,
-    Conv2dSpec, ElementwiseOps, GatherConvOps, LayoutOps, MatmulOps, MatmulPrecision, MatmulSpec,
-    MemoryOps, NormOps, OptimOps, UnaryOp,
+    CollectiveOps, Communicator, Conv2dSpec, ElementwiseOps, GatherConvOps, LayoutOps, MatmulOps,
+    MatmulPrecision, MatmulSpec, MemoryOps, NormOps, OptimOps, UnaryOp,
 };
 pub use config::{ActionLocalPosition, Activation, GatoConfig, TrainingConfig, PRESET_NAMES};
 pub use dtype::{DType, HostData, HostSlice};
@@ -61,8 +61,8 @@ pub use tokenizer::Tokenizer;
 /// a `&dyn Backend` without it): `use gato_core::prelude::*;`.
 pub mod prelude {
     pub use crate::backend::{
-        AttentionOps, Backend, ElementwiseOps, GatherConvOps, LayoutOps, MatmulOps, MemoryOps,
-        NormOps,
+        AttentionOps, Backend, CollectiveOps, ElementwiseOps, GatherConvOps, LayoutOps, MatmulOps,
+        MemoryOps, NormOps, OptimOps,
     };
 }
 

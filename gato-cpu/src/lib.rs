@@ -261,6 +261,10 @@ fn wrap(op: &'static str, shape: Shape, storage: CpuStorage) -> Result<Tensor> {
     })
 }
 
+/// No collectives: data parallelism across processes needs NCCL (`--backend cuda`); in-process groups
+/// (`gato_train::LocalGroup`) work on any backend.
+impl gato_core::CollectiveOps for CpuBackend {}
+
 impl Backend for CpuBackend {
     fn name(&self) -> &str {
         CPU_BACKEND_NAME

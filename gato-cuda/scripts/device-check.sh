@@ -2,7 +2,8 @@
 # GPU checks for gato-cuda, in one call on a machine with a GPU (finishes in a few minutes):
 #   1. build in release; 2. the shared conformance suite against CUDA (every op vs the f64 reference);
 #   3. gato backends / check / bench with --backend cuda;
-#   4. gato train on CUDA: 5 steps of tiny with --precision bf16 (the CLI path, bf16 products taken);
+#   4. gato train on CUDA: 5 steps of tiny with --precision bf16 (the CLI path, bf16 products taken), and the same
+#      over NCCL with world size 1 (where libnccl is installed);
 #   5. end-to-end: CUDA vs CPU logits (tiny, small; f32 and bf16 weights), KV-cache decode == full forward;
 #      training: CUDA vs CPU loss and every gradient of tiny (f32 < 1e-4, bf16 < 2e-2), a 10-step trajectory;
 #   6. benchmark: forward tokens/s for small and baseline at 8 x 1024 (f32 and bf16 weights), MFU, per-token
@@ -34,5 +35,15 @@ rm -rf /tmp/gato-device-train
 ./target/release/gato --backend cuda train --config tiny --data data/episodes/babyai.safetensors --steps 5 --batch 2 \
     --seq 256 --precision bf16 --eval-every 5 --out /tmp/gato-device-train 2>&1 | tee /tmp/gato-device-train.log | grep -v "^\s*$" | tail -5
 grep -q "products bf16" /tmp/gato-device-train.log || { echo "FAIL: gato train did not take bf16 products on CUDA"; exit 1; }
+echo "=== gato train over NCCL, world size 1 (skipped where libnccl is not installed)"
+rm -rf /tmp/gato-device-train-dp /tmp/gato-device-nccl.id
+if ./target/release/gato --backend cuda train --config tiny --data data/episodes/babyai.safetensors --steps 5 --batch 2 \
+    --seq 256 --precision bf16 --eval-every 5 --world-size 1 --rendezvous /tmp/gato-device-nccl.id \
+    --out /tmp/gato-device-train-dp >/tmp/gato-device-train-dp.log 2>&1; then
+    tail -3 /tmp/gato-device-train-dp.log
+else
+    grep -q "NCCL backend unavailable" /tmp/gato-device-train-dp.log && echo "SKIPPED: $(grep -o "NCCL backend unavailable.*" /tmp/gato-device-train-dp.log | head -1)" \
+        || { echo "FAIL: gato train --world-size 1"; cat /tmp/gato-device-train-dp.log; exit 1; }
+fi
 echo "=== end-to-end checks and benchmark"
 ./target/release/examples/device_check

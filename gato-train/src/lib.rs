@@ -21,7 +21,7 @@ mod schedule;
 mod trainer;
 
 pub use adamw::{clip_scale, decays, AdamW, HostGradients};
-pub use distributed::{shard, Communicator, LocalCommunicator, LocalGroup, BUCKET};
+pub use distributed::{rendezvous, shard, Communicator, LocalCommunicator, LocalGroup, BUCKET};
 pub use error::{RunResult, TrainError};
 pub use params::ParamMap;
 pub use schedule::learning_rate;

@@ -274,6 +274,12 @@ pub fn validate(
 /// Run `trainer` from its current step to `spec.steps` on `data`, writing checkpoints under `out`; stops early
 /// (with a checkpoint) when `stop` is set. A non-finite loss or gradient ends the run with
 /// [`TrainError::Diverged`], naming the last good checkpoint.
+///
+/// With `comm` (data parallel, design.md §8), this process is one rank: each step it takes its [`crate::shard`]
+/// of the step's `spec.accumulate` micro-batches (which must divide by the world size) and steps with
+/// [`Trainer::step_distributed`]; only rank 0 validates and writes checkpoints, and a stop asked on any rank stops
+/// every rank after the same step. The data order depends on the step alone, so a run resumes with any world size.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     be: &dyn Backend,
     trainer: &mut Trainer,
@@ -281,9 +287,23 @@ pub fn train(
     spec: &RunSpec,
     out: &Path,
     stop: &AtomicBool,
+    comm: Option<&dyn crate::Communicator>,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> RunResult<RunOutcome> {
     spec.validate()?;
+    if let Some(c) = comm {
+        if c.world_size() == 0 || !spec.accumulate.is_multiple_of(c.world_size()) {
+            return Err(TrainError::Options {
+                field: "accumulate".into(),
+                detail: format!(
+                    "{} micro-batches per step cannot be shared by {} ranks: use a multiple of the world size",
+                    spec.accumulate,
+                    c.world_size()
+                ),
+            });
+        }
+    }
+    let leader = comm.is_none_or(|c| c.rank() == 0);
     let run_json = serde_json::to_string_pretty(spec).map_err(|e| TrainError::Options {
         field: "run".into(),
         detail: e.to_string(),
@@ -300,7 +320,14 @@ pub fn train(
     let mut interrupted = false;
     let mut saved_at = None;
     while trainer.steps() < spec.steps {
-        if stop.load(Ordering::Relaxed) {
+        let mut stopping = stop.load(Ordering::Relaxed);
+        if let Some(c) = comm {
+            // Every rank stops after the same step, whichever was asked.
+            let mut any = [f64::from(u8::from(stopping))];
+            c.all_reduce_sum_f64(&mut any)?;
+            stopping = any[0] > 0.0;
+        }
+        if stopping {
             interrupted = true;
             break;
         }
@@ -311,16 +338,22 @@ pub fn train(
         let tokens = batches.iter().flat_map(|b| &b.lengths).sum();
         let seed = step_seed(spec.seed, step);
         let dropout = Dropout::new(dropout_rate, seed ^ 0xD0D0)?;
-        let report = trainer
-            .step_accumulated(be, &refs, EmbeddingMode::Train { seed }, dropout)
-            .map_err(|e| match e {
-                Error::NonFinite { .. } => TrainError::Diverged {
-                    step,
-                    detail: e.to_string(),
-                    last_checkpoint: last.clone(),
-                },
-                other => TrainError::Core(other),
-            })?;
+        let mode = EmbeddingMode::Train { seed };
+        let report = match comm {
+            None => trainer.step_accumulated(be, &refs, mode, dropout),
+            Some(c) => crate::shard(&refs, c.rank(), c.world_size()).and_then(|mine| {
+                let first = (c.rank() * mine.len()) as u64;
+                trainer.step_distributed(be, c, mine, first, mode, dropout)
+            }),
+        }
+        .map_err(|e| match e {
+            Error::NonFinite { .. } => TrainError::Diverged {
+                step,
+                detail: e.to_string(),
+                last_checkpoint: last.clone(),
+            },
+            other => TrainError::Core(other),
+        })?;
         on_event(Event::Step {
             report: &report,
             tokens,
@@ -328,7 +361,7 @@ pub fn train(
         });
         let done = trainer.steps();
         let finished = done == spec.steps;
-        if (spec.eval_every > 0 && done.is_multiple_of(spec.eval_every)) || finished {
+        if leader && ((spec.eval_every > 0 && done.is_multiple_of(spec.eval_every)) || finished) {
             let reports = validate(&trainer.model()?, be, data, spec.batch)?;
             if !reports.is_empty() {
                 on_event(Event::Validation {
@@ -337,7 +370,10 @@ pub fn train(
                 });
             }
         }
-        if (spec.checkpoint_every > 0 && done.is_multiple_of(spec.checkpoint_every)) || finished {
+        if leader
+            && ((spec.checkpoint_every > 0 && done.is_multiple_of(spec.checkpoint_every))
+                || finished)
+        {
             let dir = save(trainer, &mut last)?;
             saved_at = Some(done);
             on_event(Event::Checkpoint {
@@ -346,7 +382,7 @@ pub fn train(
             });
         }
     }
-    if interrupted && saved_at != Some(trainer.steps()) && trainer.steps() > 0 {
+    if leader && interrupted && saved_at != Some(trainer.steps()) && trainer.steps() > 0 {
         let dir = save(trainer, &mut last)?;
         on_event(Event::Checkpoint {
             step: trainer.steps(),

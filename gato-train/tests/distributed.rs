@@ -4,10 +4,12 @@
 
 use std::path::Path;
 
-use gato_core::{Backend, EmbeddingMode, GatoConfig, TokenBatch};
+use std::time::Duration;
+
+use gato_core::{Backend, CollectiveOps, EmbeddingMode, GatoConfig, HostSlice, Shape, TokenBatch};
 use gato_data::EpisodeFile;
 use gato_tokenizers::to_batch;
-use gato_train::{checkpoint, shard, Communicator, LocalGroup, Trainer};
+use gato_train::{checkpoint, rendezvous, shard, Communicator, LocalGroup, Trainer};
 use gato_transformer::{Dropout, GatoTransformer};
 
 /// Four micro-batches of two sequences each from the bundled BabyAI episodes.
@@ -160,6 +162,8 @@ fn shards_are_disjoint_and_cover_the_batch() {
 
 #[test]
 fn the_local_all_reduce_sums_over_ranks_and_rejects_mismatched_buffers() {
+    let cpu = gato_cpu::CpuBackend::new(Some(1)).unwrap();
+    let be: &dyn Backend = &cpu;
     let comms = LocalGroup::ranks(3);
     let out: Vec<(Vec<f32>, Vec<f64>)> = std::thread::scope(|s| {
         let hs: Vec<_> = comms
@@ -167,11 +171,19 @@ fn the_local_all_reduce_sums_over_ranks_and_rejects_mismatched_buffers() {
             .map(|c| {
                 s.spawn(move || {
                     let r = c.rank() as f32;
-                    let mut a = vec![r, 10.0 * r, 1.0];
-                    c.all_reduce_sum(&mut a).unwrap();
+                    let mut a = be
+                        .upload(HostSlice::F32(&[r, 10.0 * r, 1.0]), &Shape::from([3]))
+                        .unwrap();
+                    let before = a.clone();
+                    c.all_reduce_sum(be, &mut a).unwrap();
+                    // Copy-on-write: the old handle keeps this rank's values.
+                    assert_eq!(
+                        be.download(&before).unwrap().into_f32().unwrap()[1],
+                        10.0 * r
+                    );
                     let mut b = vec![r as f64 + 0.5];
                     c.all_reduce_sum_f64(&mut b).unwrap();
-                    (a, b)
+                    (be.download(&a).unwrap().into_f32().unwrap(), b)
                 })
             })
             .collect();
@@ -185,9 +197,64 @@ fn the_local_all_reduce_sums_over_ranks_and_rejects_mismatched_buffers() {
     let errs: Vec<bool> = std::thread::scope(|s| {
         let hs: Vec<_> = comms
             .iter()
-            .map(|c| s.spawn(move || c.all_reduce_sum(&mut vec![0.0; 2 + c.rank()]).is_err()))
+            .map(|c| s.spawn(move || c.all_reduce_host(&mut vec![0.0; 2 + c.rank()]).is_err()))
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(errs, vec![true, true]);
+}
+
+#[test]
+fn ranks_meet_through_a_rendezvous_file() {
+    let dir = std::env::temp_dir().join(format!("gato-rendezvous-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("group.id");
+    let start = std::time::SystemTime::now() - Duration::from_secs(1);
+    let id: Vec<u8> = (0..128).map(|i| (i * 7) as u8).collect();
+    // Rank 1 starts first and waits; rank 0 writes; both end with rank 0's id.
+    let got = std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            rendezvous(
+                &file,
+                1,
+                || panic!("only rank 0 makes the id"),
+                start,
+                Duration::from_secs(20),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let made = rendezvous(&file, 0, || Ok(id.clone()), start, Duration::from_secs(20)).unwrap();
+        (made, waiter.join().unwrap().unwrap())
+    });
+    assert_eq!(got.0, id);
+    assert_eq!(got.1, id);
+    // A file from before this run is stale: a rank other than 0 waits for a new one and says why it gave up.
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let e = rendezvous(
+        &file,
+        2,
+        || unreachable!(),
+        later,
+        Duration::from_millis(200),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("rank 2") && e.contains("no group id from rank 0"),
+        "{e}"
+    );
+    // A corrupt file is an error naming it.
+    std::fs::write(&file, "not hex\n").unwrap();
+    let e = rendezvous(&file, 1, || unreachable!(), start, Duration::from_secs(5))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not a hex group id") && e.contains("group.id"),
+        "{e}"
+    );
+    // A backend without collectives says so (data parallel across processes needs NCCL).
+    let be = gato_cpu::CpuBackend::new(Some(1)).unwrap();
+    let e = be.collective_id().unwrap_err().to_string();
+    assert!(e.contains("NCCL"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
 }

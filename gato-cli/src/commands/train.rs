@@ -297,7 +297,16 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
     let precision = gato_train::effective_precision(be, asked);
     trainer.set_precision(precision);
     let start_step = trainer.steps();
-    let mut metrics = Metrics::open(&args.out, start_step)?;
+    let comm = join_group(be, args)?;
+    let rank = comm.as_ref().map_or(0, |c| c.rank());
+    // Rank 0 owns --out (checkpoints, metrics, plot); another rank logs its own view under out/rank-R/.
+    let log_dir = match rank {
+        0 => args.out.clone(),
+        r => args.out.join(format!("rank-{r}")),
+    };
+    std::fs::create_dir_all(&log_dir)
+        .map_err(|e| arg("out", format!("{}: {e}", log_dir.display())))?;
+    let mut metrics = Metrics::open(&log_dir, start_step)?;
     let total_weight: f64 = data.tasks.iter().map(|t| t.weight).sum();
     let tasks: Vec<String> = data
         .tasks
@@ -314,7 +323,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
         })
         .collect();
     eprintln!(
-        "gato train: {} tasks read in {data_s:.1} s: {}\n  steps {}..{} · batch {} × {} tokens · accumulate {} · seed {} · products {}{} · out {}",
+        "gato train: {} tasks read in {data_s:.1} s: {}\n  steps {}..{} · batch {} × {} tokens · accumulate {} · seed {} · products {}{}{} · out {}",
         data.tasks.len(),
         tasks.join(", "),
         start_step,
@@ -329,14 +338,23 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
         } else {
             format!(" ({asked} asked; the {} backend has no fast bf16 products)", be.name())
         },
+        comm.as_ref().map_or(String::new(), |c| format!(
+            " · rank {} of {} (NCCL)",
+            c.rank(),
+            c.world_size()
+        )),
         args.out.display()
     );
-    let bar = ProgressBar::new(spec.steps as u64).with_position(start_step as u64);
+    let bar = match rank {
+        0 => ProgressBar::new(spec.steps as u64),
+        _ => ProgressBar::hidden(),
+    }
+    .with_position(start_step as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}, ETA {eta}]")
             .map_err(|e| arg("train", e.to_string()))?,
     );
-    let png = args.out.join("loss.png");
+    let png = log_dir.join("loss.png");
     let mut last_validation: Vec<ValidationReport> = Vec::new();
     let mut last_loss = f64::NAN;
     let mut tokens_total = 0usize;
@@ -350,6 +368,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
         &spec,
         &args.out,
         &STOP,
+        comm.as_deref(),
         &mut |event| {
             let logged = match event {
                 Event::Step {
@@ -416,7 +435,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
         "tokens_per_s": tokens_total as f64 / seconds_total.max(1e-9),
         "validation": last_validation,
         "checkpoint": ckpt,
-        "metrics": args.out.join("metrics.jsonl").display().to_string(),
+        "metrics": log_dir.join("metrics.jsonl").display().to_string(),
         "plot": png.display().to_string(),
     });
     if args.json {
@@ -456,7 +475,7 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
     s.push_str(&format!(
         "checkpoint {}\nmetrics    {}\nplot       {}\n",
         ckpt.unwrap_or_else(|| "(none)".into()),
-        args.out.join("metrics.jsonl").display(),
+        log_dir.join("metrics.jsonl").display(),
         png.display()
     ));
     output::print(&s);
@@ -468,4 +487,42 @@ pub fn run(be: &Arc<dyn Backend>, args: &TrainArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// This process's data-parallel group (`--world-size`, `--rank`, `--rendezvous`), or `None` for a run of one.
+fn join_group(
+    be: &dyn Backend,
+    args: &crate::cli::TrainArgs,
+) -> Result<Option<Arc<dyn gato_train::Communicator>>, CliError> {
+    let (Some(world), Some(file)) = (args.world_size, args.rendezvous.as_ref()) else {
+        return Ok(None);
+    };
+    let rank = args.rank.unwrap_or(0);
+    if world == 0 || rank >= world {
+        return Err(arg(
+            "rank",
+            format!("{rank} is out of range: allowed 0..{world} (below --world-size)"),
+        ));
+    }
+    // Rank 0 makes the group id first, so a backend without collectives fails before any file is written.
+    let made = match rank {
+        0 => Some(
+            be.collective_id()
+                .map_err(|e| arg("world-size", e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let not_before = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    let id = gato_train::rendezvous(
+        file,
+        rank,
+        || Ok(made.unwrap_or_default()),
+        not_before,
+        std::time::Duration::from_secs(300),
+    )
+    .map_err(|e| arg("rendezvous", e.to_string()))?;
+    let comm = be
+        .communicator(&id, rank, world)
+        .map_err(|e| arg("world-size", e.to_string()))?;
+    Ok(Some(comm))
 }

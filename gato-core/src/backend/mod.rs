@@ -14,6 +14,7 @@
 //! | [`GatherConvOps`] | `gather_conv.rs` | embedding gather, 2-D convolution |
 //! | [`LayoutOps`] | `layout.rs` | concat, slice, permute, the KV cache's in-place write |
 //! | [`OptimOps`] | `optim.rs` | sum of squares, AdamW's in-place update (training) |
+//! | [`CollectiveOps`] | `collective.rs` | a data-parallel group's id and [`Communicator`] (NCCL on GPUs) |
 //!
 //! Methods of every family are callable on a `&dyn Backend` without importing the family trait; a backend
 //! implements each family in its own `impl` block.
@@ -52,6 +53,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 mod attention;
+mod collective;
 mod elementwise;
 mod gather_conv;
 mod layout;
@@ -61,6 +63,7 @@ mod norm;
 mod optim;
 
 pub use attention::{AttentionOps, AttentionSpec};
+pub use collective::{CollectiveOps, Communicator};
 pub use elementwise::{BinaryOp, ElementwiseOps, UnaryOp};
 pub use gather_conv::{Conv2dSpec, GatherConvOps};
 pub use layout::LayoutOps;
@@ -80,6 +83,7 @@ pub trait Backend:
     + GatherConvOps
     + LayoutOps
     + OptimOps
+    + CollectiveOps
     + Send
     + Sync
     + fmt::Debug
