@@ -63,8 +63,8 @@ impl Trainer {
     }
 
     /// Mixed precision (design.md §8): at [`MatmulPrecision::Bf16`] every training step multiplies with the
-    /// decoder blocks' matrix weights rounded to bf16 (and `dy` rounded for their weight gradients), while the
-    /// master weights, the optimiser's moments, every sum and every other op stay f32. Validation and
+    /// decoder blocks' matrix weights and the output head rounded to bf16 (and `dy` rounded for their weight
+    /// gradients), while the master weights, the optimiser's moments, every sum and every other op stay f32. Validation and
     /// [`Self::model`] use the f32 weights. Applies on any backend (on one without fast bf16 products it only
     /// rounds); a run chooses through [`effective_precision`].
     pub fn set_precision(&mut self, precision: MatmulPrecision) {

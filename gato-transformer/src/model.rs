@@ -363,7 +363,15 @@ impl GatoTransformer {
             let row_ids =
                 be.upload(gato_core::HostSlice::U32(&rows), &Shape::from([rows.len()]))?;
             let picked = be.embedding(&h.reshape([n, w])?, &row_ids)?;
-            let table = self.output_table();
+            // Under mixed precision (16-bit block weights, design.md §8) the head's products take 16-bit operands
+            // too: the table is rounded once per step, `picked` for the table's gradient.
+            let half = match self.block_weight_dtype() {
+                DType::F32 => None,
+                d => Some(d),
+            };
+            let table_f32 = self.output_table();
+            let rounded = half.map(|d| be.cast(table_f32, d)).transpose()?;
+            let table = rounded.as_ref().unwrap_or(table_f32);
             let logits = be.matmul(&picked, table, &MatmulSpec::nt())?;
             let target_ids = be.upload(
                 gato_core::HostSlice::U32(&targets),
@@ -373,9 +381,13 @@ impl GatoTransformer {
                 be.cross_entropy(&logits, &target_ids, 1.0 / targets.len() as f32)?;
             // Head: logits = picked · tableᵀ.
             let dpicked = be.matmul(&dlogits, table, &MatmulSpec::default())?;
+            let picked_b = match half {
+                Some(d) => be.cast(&picked, d)?,
+                None => picked,
+            };
             let dtable = be.matmul(
                 &dlogits,
-                &picked,
+                &picked_b,
                 &MatmulSpec {
                     trans_a: true,
                     ..Default::default()
