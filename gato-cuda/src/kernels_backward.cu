@@ -441,3 +441,94 @@ extern "C" __global__ void adamw_f32(float* __restrict__ p, const float* __restr
         v[i] = vi;
     }
 }
+
+// Tiled causal attention forward for many query rows (training's full sequences): one block per (batch, head,
+// tile of BT query rows) stages its queries once and loops over the key tiles they see, so each K and V row is
+// read once per tile rather than once per query row as in attention_f32 (kept for decoding's few rows). Online
+// softmax per row across tiles; writes the output and each row's log-sum-exp like attention_f32. Grid:
+// B*H*ceil(Tq/BT) blocks of ATT_BWD_THREADS; dynamic shared memory: (2*BT*(D+1) + BT*(Dv+1) + BT*BT + 3*BT) floats.
+extern "C" __global__ void attention_tiled_f32(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                                               float* __restrict__ o, float* __restrict__ lse, int H, int Tq, int Tk, int D,
+                                               int Dv, float scale, int causal, int q_offset, const int* __restrict__ kv_len,
+                                               int BT) {
+    GATO_DYNAMIC_SMEM(float, smem);
+    int tiles = (Tq + BT - 1) / BT;
+    long long bh = blockIdx.x / tiles;
+    int i0 = (int)(blockIdx.x % tiles) * BT;
+    int b = (int)(bh / H);
+    int klim = kv_len ? min(Tk, kv_len[b]) : Tk;
+    int nq = min(BT, Tq - i0);
+    int ldq = D + 1, ldv = Dv + 1;
+    float* Qs = smem;
+    float* Ks = Qs + BT * ldq;
+    float* Vs = Ks + BT * ldq;
+    float* Ps = Vs + BT * ldv;
+    float* Ms = Ps + BT * BT;
+    float* Ls = Ms + BT;
+    float* Cs = Ls + BT;
+    const float* kb = k + bh * (long long)Tk * D;
+    const float* vb = v + bh * (long long)Tk * Dv;
+    att_stage(Qs, q + bh * (long long)Tq * D, i0, nq, BT, D);
+    for (int r = threadIdx.x; r < BT; r += blockDim.x) { Ms[r] = NEG_INF; Ls[r] = 0.0f; }
+    float acc[ATT_BWD_ACC];
+    for (int t = 0; t < ATT_BWD_ACC; t++) acc[t] = 0.0f;
+    int kend = causal ? min(klim, q_offset + i0 + nq) : klim;
+    for (int j0 = 0; j0 < kend; j0 += BT) {
+        int nk = min(BT, Tk - j0);
+        __syncthreads();
+        att_stage(Ks, kb, j0, nk, BT, D);
+        att_stage(Vs, vb, j0, nk, BT, Dv);
+        __syncthreads();
+        for (int e = threadIdx.x; e < BT * BT; e += blockDim.x) {
+            int r = e / BT, c = e % BT;
+            float s = NEG_INF;
+            if (r < nq && c < nk && att_visible(i0 + r, j0 + c, klim, causal, q_offset)) {
+                float dot = 0.0f;
+                for (int x = 0; x < D; x++) dot += Qs[r * ldq + x] * Ks[c * ldq + x];
+                s = dot * scale;
+            }
+            Ps[e] = s;
+        }
+        __syncthreads();
+        // Each row's running max and sum; the tile's scores become probabilities relative to the new max.
+        for (int r = threadIdx.x; r < BT; r += blockDim.x) {
+            float m_old = Ms[r], m_new = m_old;
+            for (int c = 0; c < BT; c++) m_new = fmaxf(m_new, Ps[r * BT + c]);
+            float corr = 1.0f, sum = 0.0f;
+            if (m_new != NEG_INF) {
+                corr = expf(m_old - m_new);
+                for (int c = 0; c < BT; c++) {
+                    float s = Ps[r * BT + c];
+                    float p = s == NEG_INF ? 0.0f : expf(s - m_new);
+                    Ps[r * BT + c] = p;
+                    sum += p;
+                }
+            } else {
+                for (int c = 0; c < BT; c++) Ps[r * BT + c] = 0.0f;
+            }
+            Ls[r] = Ls[r] * corr + sum;
+            Ms[r] = m_new;
+            Cs[r] = corr;
+        }
+        __syncthreads();
+        for (int t = 0; t < ATT_BWD_ACC; t++) {
+            int e = threadIdx.x + t * blockDim.x;
+            if (e < BT * Dv) {
+                int r = e / Dv, x = e % Dv;
+                float s = 0.0f;
+                for (int c = 0; c < nk; c++) s += Ps[r * BT + c] * Vs[c * ldv + x];
+                acc[t] = acc[t] * Cs[r] + s;
+            }
+        }
+    }
+    __syncthreads();
+    for (int t = 0; t < ATT_BWD_ACC; t++) {
+        int e = threadIdx.x + t * blockDim.x;
+        if (e < BT * Dv && e / Dv < nq) {
+            float l = Ls[e / Dv];
+            o[(bh * Tq + i0) * Dv + e] = l > 0.0f ? acc[t] / l : 0.0f;
+        }
+    }
+    for (int r = threadIdx.x; r < nq; r += blockDim.x)
+        lse[bh * Tq + i0 + r] = Ls[r] > 0.0f ? Ms[r] + logf(Ls[r]) : NEG_INF;
+}

@@ -23,7 +23,7 @@ mod storage;
 
 pub use backend::{CudaBackend, KERNELS};
 pub use collective::{NcclCommunicator, NCCL_ID_BYTES};
-pub use ops::attention_backward_plan;
+pub use ops::{attention_backward_plan, attention_forward_plan};
 pub use probe::{decide, device_info, driver_library, findings, probe, DeviceInfo, ProbeFindings};
 pub use storage::CudaStorage;
 

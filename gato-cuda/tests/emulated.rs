@@ -152,6 +152,7 @@ fn attention_forward_lse_and_backward_match_the_reference() {
         (2, 1, 40, 5, 24, 17, false, true),
         (1, 1, 20, 2, 100, 64, true, false),
     ];
+    let mut tiled = 0;
     for (seed, &(bs, h, tq, extra, d, dv, causal, padded)) in cases.iter().enumerate() {
         let mut rng = Rng::new(seed as u64 + 7);
         let tk = tq + extra;
@@ -197,9 +198,38 @@ fn attention_forward_lse_and_backward_match_the_reference() {
         let wo = r::attention(&wide(&q), &wide(&k), &wide(&v), all, &spec);
         close("out", &o, &wo, 1e-5);
         let wl = ra::attention_lse(&wide(&q), &wide(&k), all, &spec);
-        for (i, (&x, &y)) in lse.iter().zip(&wl).enumerate() {
-            let same = (x as f64 == y) || (x as f64 - y).abs() <= 1e-5 * (1.0 + y.abs());
-            assert!(same, "lse[{i}] = {x}, reference {y}");
+        let same_lse = |what: &str, got: &[f32]| {
+            for (i, (&x, &y)) in got.iter().zip(&wl).enumerate() {
+                let same = (x as f64 == y) || (x as f64 - y).abs() <= 1e-5 * (1.0 + y.abs());
+                assert!(same, "{what} lse[{i}] = {x}, reference {y}");
+            }
+        };
+        same_lse("warp kernel", &lse);
+        // The tiled forward, where the backend uses it (16 or more query rows), gives the same out and lse.
+        if let Some((bt, smem)) = gato_cuda::attention_forward_plan(tq, d, dv) {
+            let (mut o2, mut lse2) = (vec![0f32; rows * dv], vec![0f32; rows]);
+            let a = Args::default()
+                .buf(&mut q)
+                .buf(&mut k)
+                .buf(&mut v)
+                .buf(&mut o2)
+                .buf(&mut lse2);
+            let a = base(a, dims)
+                .val(spec.scale)
+                .val(causal_i)
+                .val(off)
+                .buf(&mut lens)
+                .val(bt as i32);
+            e.launch(
+                "attention_tiled_f32",
+                bs * h * tq.div_ceil(bt),
+                256,
+                smem,
+                a,
+            );
+            close(&format!("case {seed} tiled out"), &o2, &wo, 1e-5);
+            same_lse("tiled kernel", &lse2);
+            tiled += 1;
         }
 
         let mut delta = vec![0f32; rows];
@@ -270,6 +300,10 @@ fn attention_forward_lse_and_backward_match_the_reference() {
         close(&format!("{case} dk"), &dk, &wk, 1e-4);
         close(&format!("{case} dv"), &dvv, &wv, 1e-4);
     }
+    assert_eq!(
+        tiled, 4,
+        "the tiled forward ran on every case of 16 or more query rows"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 /// Kernel entry points the backend launches by name.
-const ENTRIES: [&str; 37] = [
+const ENTRIES: [&str; 38] = [
     "unary_f32",
     "binary_f32",
     "affine_f32",
@@ -43,6 +43,7 @@ const ENTRIES: [&str; 37] = [
     "sum_squares_partial_f32",
     "sum_f64",
     "adamw_f32",
+    "attention_tiled_f32",
 ];
 
 #[test]

@@ -1,5 +1,6 @@
 //! Softmax, attention and the loss ([`gato_core::AttentionOps`]). Causal attention is one fused kernel with an
-//! online softmax (one warp per query row) that also keeps each row's log-sum-exp; its backward is flash-style
+//! online softmax that also keeps each row's log-sum-exp: tiled (a block per 32 or 16 query rows, K and V staged
+//! in shared memory once per tile) for full sequences, one warp per query row for decoding's few rows; its backward is flash-style
 //! (`kernels_backward.cu`): the row term `Σ dO·O`, then dK/dV per key tile and dQ per query tile, each
 //! recomputing its scores from Q, K and the saved log-sum-exp in shared-memory tiles, so no `T × T` matrix and
 //! no float atomics. The cross-entropy is one fused kernel per row, its loss reduced on the device.
@@ -34,6 +35,19 @@ pub(crate) fn backward_tile(d: usize, dv: usize) -> Result<usize> {
 pub(crate) fn backward_smem(bt: usize, d: usize, dv: usize) -> (usize, usize) {
     let staged = 2 * bt * (d + 1) + 2 * bt * (dv + 1) + 2 * bt;
     (staged + 2 * bt * bt, staged + bt * bt)
+}
+
+/// The tiled forward kernel's plan for `tq` query rows of key size `d` and value size `dv`: `Some((tile, dynamic
+/// shared memory in bytes))` when it applies — at least 16 query rows (a full sequence in training or a prompt;
+/// decoding's single rows keep the warp-per-row kernel) and heads no wider than 128 — else `None`. Public for the
+/// same reason as [`attention_backward_plan`].
+pub fn attention_forward_plan(tq: usize, d: usize, dv: usize) -> Option<(usize, usize)> {
+    if tq < 16 {
+        return None;
+    }
+    let bt = backward_tile(d, dv).ok()?;
+    let floats = 2 * bt * (d + 1) + bt * (dv + 1) + bt * bt + 3 * bt;
+    Some((bt, floats * 4))
 }
 
 /// The launch plan of the flash-style attention backward for key size `d` and value size `dv`: the tile (query
@@ -87,7 +101,6 @@ impl CudaBackend {
         let mut o = self.alloc(OP, rows * d.dv)?;
         let mut lse = self.alloc(OP, rows)?;
         if rows > 0 {
-            let f = self.function("attention_f32")?;
             let lens = self.kv_lens(OP, &d, spec)?;
             let (h, tq, tk, dd, dv) = (
                 d.h as i32,
@@ -97,6 +110,40 @@ impl CudaBackend {
                 d.dv as i32,
             );
             let (causal, off, r) = (i32::from(spec.causal), spec.q_offset as i32, rows as i64);
+            if let Some((bt, smem)) = attention_forward_plan(d.tq, d.d, d.dv) {
+                let f = self.function("attention_tiled_f32")?;
+                let bt32 = bt as i32;
+                let cfg = LaunchConfig {
+                    grid_dim: ((d.b * d.h * d.tq.div_ceil(bt)) as u32, 1, 1),
+                    block_dim: (BWD_THREADS as u32, 1, 1),
+                    shared_mem_bytes: smem as u32,
+                };
+                // SAFETY: one block per (batch·head, query tile); indices bounded by the checked dims, tiles by
+                // `bt` (≤ 48 KiB of shared memory, from `attention_forward_plan`).
+                unsafe {
+                    self.stream
+                        .launch_builder(&f)
+                        .arg(qv)
+                        .arg(kv)
+                        .arg(vv)
+                        .arg(&mut o)
+                        .arg(&mut lse)
+                        .arg(&h)
+                        .arg(&tq)
+                        .arg(&tk)
+                        .arg(&dd)
+                        .arg(&dv)
+                        .arg(&spec.scale)
+                        .arg(&causal)
+                        .arg(&off)
+                        .arg(&lens)
+                        .arg(&bt32)
+                        .launch(cfg)
+                }
+                .map_err(|e| err(OP, e))?;
+                return Ok((d, o, lse));
+            }
+            let f = self.function("attention_f32")?;
             let cfg = LaunchConfig {
                 grid_dim: ((rows * 32).div_ceil(128) as u32, 1, 1),
                 block_dim: (128, 1, 1),

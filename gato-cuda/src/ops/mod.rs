@@ -2,7 +2,7 @@
 
 mod attention;
 
-pub use attention::attention_backward_plan;
+pub use attention::{attention_backward_plan, attention_forward_plan};
 mod elementwise;
 mod gather_conv;
 mod layout;
