@@ -7,11 +7,16 @@
 //! [`probe`] first opens the driver library itself (with `libloading`) and only then calls into cudarc; on a
 //! machine without a driver it reports `no CUDA driver found (...)` and nothing panics.
 //!
-//! Every `Backend` op runs on the GPU: matrix products through cuBLAS (strided-batched SGEMM, full f32 — no
-//! TF32), everything else in CUDA C kernels (`src/kernels.cu`) compiled with NVRTC at first use and cached per
-//! context; causal attention is one fused kernel with an online softmax (one warp per query row), so the `T × T`
-//! score matrix is never materialised. The backend passes the same conformance suite as the CPU backend
-//! (`tests/conformance.rs`) where a GPU is present; without one each test prints why it skipped.
+//! Every `Backend` op runs on the GPU, training's included: matrix products through cuBLAS (strided-batched
+//! SGEMM, full f32 — no TF32; tensor-core GEMMs for 16-bit weights), everything else in CUDA C kernels
+//! (`src/kernels.cu` for the forward ops, `src/kernels_backward.cu` for the backward ops, the fused loss and
+//! AdamW) compiled with NVRTC at first use and cached per context. Causal attention never materialises the
+//! `T × T` score matrix: an online softmax, tiled through shared memory for full sequences and one warp per query
+//! row when decoding; its backward is flash-style from the saved log-sum-exp. Data parallelism runs over NCCL
+//! ([`NcclCommunicator`]). The backend passes the same conformance suite as the CPU backend, forward and backward
+//! (`tests/conformance.rs`), where a GPU is present; without one each test prints why it skipped, and the kernels
+//! are checked instead by compiling them to PTX (`tests/nvrtc.rs`) and by running them on the CPU under a host
+//! emulation of CUDA C against the f64 reference (`tests/emulated.rs`).
 
 #![warn(missing_docs)]
 
