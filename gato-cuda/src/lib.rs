@@ -16,7 +16,7 @@
 //! ([`NcclCommunicator`]). The backend passes the same conformance suite as the CPU backend, forward and backward
 //! (`tests/conformance.rs`), where a GPU is present; without one each test prints why it skipped, and the kernels
 //! are checked instead by compiling them to PTX (`tests/nvrtc.rs`) and by running them on the CPU under a host
-//! emulation of CUDA C against the f64 reference (`tests/emulated.rs`).
+//! emulation of CUDA C against the f64 reference (`tests/emulated_*.rs`).
 
 #![warn(missing_docs)]
 

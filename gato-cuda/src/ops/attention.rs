@@ -53,7 +53,7 @@ pub fn attention_forward_plan(tq: usize, d: usize, dv: usize) -> Option<(usize, 
 /// The launch plan of the flash-style attention backward for key size `d` and value size `dv`: the tile (query
 /// rows and keys per block), and the dynamic shared memory in bytes of the dK/dV kernel and of the dQ kernel
 /// (blocks of 256 threads). Heads wider than 128 are an error. Public so that tests which run the kernels
-/// elsewhere (`tests/emulated.rs`) launch them exactly as the backend does.
+/// elsewhere (`tests/emulated_*.rs`) launch them exactly as the backend does.
 pub fn attention_backward_plan(d: usize, dv: usize) -> Result<(usize, usize, usize)> {
     let bt = backward_tile(d, dv)?;
     let (kv, q) = backward_smem(bt, d, dv);

@@ -1,5 +1,5 @@
 // A host emulation of the CUDA C subset gato-cuda's kernels use, so that kernels.cu + kernels_backward.cu compile
-// with a C++20 compiler and run on the CPU, for tests on machines without a GPU (tests/emulated.rs). Force-included
+// with a C++20 compiler and run on the CPU, for tests on machines without a GPU (tests/emulated_*.rs). Force-included
 // before the kernels (g++ -include). One block runs at a time with one OS thread per CUDA thread:
 // __syncthreads is a barrier over the block, a warp shuffle a barrier over the warp, and a thread that returns
 // from the kernel drops out of both (as an exited CUDA thread stops counting). Static __shared__ arrays become

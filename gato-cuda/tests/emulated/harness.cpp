@@ -1,6 +1,6 @@
 // Host entry point of the emulated kernels (see cuda_host.h): emu_launch(name, grid, block, smem, args) runs the
 // kernel `name` with cuLaunchKernel's argument convention (args[i] points at the i-th parameter's value).
-// Compiled after the kernel sources, which tests/emulated.rs concatenates in front of this file.
+// Compiled after the kernel sources, which tests/emulated/harness.rs concatenates in front of this file.
 #include <cstdio>
 #include <mutex>
 #include <string>
