@@ -509,6 +509,41 @@ fn init_forward_act_on_a_real_episode() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `gato bench --train` times a whole training step and its parts; bf16 asked on the CPU runs f32 and says so.
+#[test]
+fn bench_train_times_a_step_and_reports_the_precision_that_ran() {
+    let o = gato(&[
+        "--threads",
+        "2",
+        "--matmul-precision",
+        "bf16",
+        "bench",
+        "--train",
+        "--config",
+        "tiny",
+        "--tokens",
+        "64",
+        "--reps",
+        "1",
+        "--json",
+    ]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    no_panic(&err);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["precision"], "f32",
+        "the CPU has no fast bf16 products: {v}"
+    );
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let parts = f("forward_backward_ms") + f("gradient_norm_ms") + f("adamw_ms");
+    assert!(
+        f("step_ms") > 0.0 && (f("step_ms") - parts).abs() <= 1e-6 * parts,
+        "{v}"
+    );
+    assert!(f("tokens_per_s") > 0.0, "{v}");
+}
+
 #[test]
 fn bench_reports_its_flop_count_ceilings_and_every_weight_layout() {
     let o = gato(&[

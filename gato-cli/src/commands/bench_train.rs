@@ -5,12 +5,16 @@
 //! FLOPs counted are the model's (the MFU convention): 3 × the forward's (`gato bench` counts the forward as
 //! dense `2·P_blocks·T`, causal attention `blocks·2·2·(H·K)·T(T+1)/2` and logits `2·W·V·targets`), backward
 //! taken as twice the forward; the training forward keeps its activations, so that is also what runs.
+//!
+//! `--matmul-precision bf16` times mixed-precision steps (design.md §8: bf16 block weights and head, f32 master
+//! weights) where the backend has fast bf16 products ([`gato_train::effective_precision`]); elsewhere f32, and the
+//! report says which ran.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::{Backend, EmbeddingMode, GatoConfig};
-use gato_train::{clip_scale, learning_rate, AdamW, ParamMap};
+use gato_core::{Backend, DType, EmbeddingMode, GatoConfig, MatmulPrecision};
+use gato_train::{clip_scale, effective_precision, learning_rate, AdamW, ParamMap};
 use gato_transformer::{count_parameters, GatoTransformer};
 use serde_json::json;
 
@@ -24,9 +28,19 @@ pub fn run(
     tokens: usize,
     reps: usize,
     threads: Option<usize>,
+    asked: MatmulPrecision,
     as_json: bool,
 ) -> Result<()> {
     let be = be.as_ref();
+    let precision = effective_precision(be, asked);
+    // The model a step runs: the parameters viewed as a model, its block weights in bf16 under mixed precision.
+    let view = |params: &ParamMap, c: &GatoConfig| -> gato_core::Result<GatoTransformer> {
+        let mut m = GatoTransformer::new(&mut params.clone(), c)?;
+        if precision == MatmulPrecision::Bf16 {
+            m.cast_block_weights(be, DType::BF16)?;
+        }
+        Ok(m)
+    };
     let c = GatoConfig::from_name_or_path(config)?;
     super::check_range("tokens", tokens, 45, c.token_sequence_length)?;
     let threads =
@@ -50,7 +64,7 @@ pub fn run(
     // The forward alone (loss at the targets), for the split of forward+backward.
     let mut forward = f64::INFINITY;
     for _ in 0..=reps {
-        let m = GatoTransformer::new(&mut params.clone(), &c)?;
+        let m = view(&params, &c)?;
         let s = Instant::now();
         m.loss(be, &batch)?;
         be.synchronize()?;
@@ -60,7 +74,7 @@ pub fn run(
         let s = Instant::now();
         let grads = {
             // The model view shares the parameters' storage; dropped before the in-place update.
-            let m = GatoTransformer::new(&mut params.clone(), &c)?;
+            let m = view(&params, &c)?;
             m.loss_and_gradients(be, &batch, EmbeddingMode::Eval)?.1
         };
         be.synchronize()?;
@@ -89,6 +103,7 @@ pub fn run(
     if as_json {
         output::json(&json!({
             "backend": be.name(), "config": config, "threads": threads, "tokens": tokens, "targets": targets,
+            "precision": precision.as_str(),
             "parameters": p.total, "model_flop": flops, "step_ms": step * 1e3,
             "forward_backward_ms": fb * 1e3, "forward_ms": forward * 1e3, "gradient_norm_ms": norm * 1e3, "adamw_ms": adam * 1e3,
             "tokens_per_s": tokens as f64 / step, "gflops": gflops, "fma_peak_gflops": fma,
@@ -97,9 +112,14 @@ pub fn run(
         return Ok(());
     }
     let mut s = format!(
-        "training step: {config} ({} parameters), one sequence of {tokens} tokens ({targets} targets), {} backend, {threads} threads\n",
+        "training step: {config} ({} parameters), one sequence of {tokens} tokens ({targets} targets), {} backend, {threads} threads, {precision} products{}\n",
         output::human(p.total as u64),
-        be.name()
+        be.name(),
+        if precision == asked {
+            String::new()
+        } else {
+            format!(" ({asked} asked; no fast bf16 products here)")
+        }
     );
     s += &format!(
         "step {:.1} ms = forward+backward {:.1} ms (the forward alone: {:.1} ms) + gradient norm {:.1} ms + AdamW {:.1} ms (best of {reps})\n",

@@ -95,6 +95,7 @@ pub fn dispatch(cli: &Cli) -> Result<()> {
             *tokens,
             *reps,
             cli.threads,
+            precision,
             format.json,
         ),
         Command::Bench {
