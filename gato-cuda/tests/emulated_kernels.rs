@@ -330,3 +330,52 @@ fn forward_kernels_match_the_reference() {
         }
     }
 }
+
+/// The layout kernels behind slice, concat and permute, with the metadata the backend builds.
+#[test]
+fn layout_kernels_match_the_reference() {
+    let Some(e) = emu("layout_kernels_match_the_reference") else {
+        return;
+    };
+    let mut rng = Rng::new(19);
+    // Permute [2, 3, 4, 5] by (2, 0, 3, 1): meta = [rank, out dims, input strides of the out axes].
+    let (dims, perm) = ([2usize, 3, 4, 5], [2usize, 0, 3, 1]);
+    let n: usize = dims.iter().product();
+    let mut x = rng.vec(n, -1.0, 1.0);
+    let strides = [60i64, 20, 5, 1];
+    let mut meta = vec![4i64];
+    meta.extend(perm.iter().map(|&p| dims[p] as i64));
+    meta.extend(perm.iter().map(|&p| strides[p]));
+    let mut y = vec![0f32; n];
+    let a = Args::default()
+        .buf(&mut x)
+        .buf(&mut y)
+        .val(n as i64)
+        .buf(&mut meta);
+    e.launch("permute_f32", grid(n), 256, 0, a);
+    let (want, _) = r::permute(&wide(&x), &dims, &perm);
+    close("permute", &y, &want, 0.0);
+    // A strided block copy: columns 2..5 of a [6, 7] matrix into columns 1..4 of a [6, 5] one (slice + concat).
+    let mut src = rng.vec(6 * 7, -1.0, 1.0);
+    let mut dst = vec![9f32; 6 * 5];
+    let a = Args::default()
+        .buf(&mut src)
+        .buf(&mut dst)
+        .val(6i64)
+        .val(7i64)
+        .val(2i64)
+        .val(5i64)
+        .val(1i64)
+        .val(3i64);
+    e.launch("block_copy_f32", grid(18), 256, 0, a);
+    for r in 0..6 {
+        for c in 0..5 {
+            let want = if (1..4).contains(&c) {
+                src[r * 7 + c + 1]
+            } else {
+                9.0
+            };
+            assert_eq!(dst[r * 5 + c], want, "block copy [{r}, {c}]");
+        }
+    }
+}

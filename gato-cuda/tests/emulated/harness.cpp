@@ -26,7 +26,7 @@ static const std::unordered_map<std::string, std::function<void(void**)>>& kerne
     static const std::unordered_map<std::string, std::function<void(void**)>> table = {
         EMU(unary_f32), EMU(binary_f32), EMU(affine_f32), EMU(geglu_f32), EMU(layer_norm_f32), EMU(group_norm_f32),
         EMU(softmax_f32), EMU(attention_f32), EMU(embedding_f32), EMU(im2col_f32), EMU(add_channel_bias_f32),
-        EMU(f32_to_f16), EMU(f16_to_f32), EMU(f32_to_bf16), EMU(bf16_to_f32),
+        EMU(f32_to_f16), EMU(f16_to_f32), EMU(f32_to_bf16), EMU(bf16_to_f32), EMU(block_copy_f32), EMU(permute_f32),
         EMU(unary_backward_f32), EMU(geglu_backward_f32), EMU(sum_rows_f32), EMU(channel_sum_f32),
         EMU(layer_norm_backward_f32), EMU(group_norm_backward_f32), EMU(embedding_backward_f32), EMU(col2im_f32),
         EMU(cross_entropy_f32), EMU(scaled_sum_f32), EMU(attention_delta_f32), EMU(attention_bwd_dkdv_f32),
