@@ -1,8 +1,8 @@
 // gato-rs CUDA training kernels (docs/design.md §8): the backward of every op of kernels.cu that training uses,
 // the fused softmax cross-entropy, and the optimiser's reductions and fused AdamW step. Compiled with NVRTC in
 // one module with kernels.cu (this text is appended to it), so the helpers there (block_sum, gelu_erf, NEG_INF,
-// PAD_ID) are in scope. Every reduction runs in a fixed order (no float atomics) so a step is reproducible, except
-// the embedding gradient's scatter-add (see embedding_backward_f32).
+// PAD_ID) are in scope. Every reduction runs in a fixed order (no float atomics), so a step is reproducible bit for
+// bit.
 
 // d/dx [x Phi(x)] = Phi(x) + x phi(x), exact GELU's derivative.
 __device__ __forceinline__ float gelu_grad(float x) {
@@ -139,23 +139,69 @@ extern "C" __global__ void group_norm_backward_f32(const float* __restrict__ dy,
     }
 }
 
-// Embedding backward: out [v, d] (zeroed) += each row of dy [n, d] at its id; PAD_ID adds nothing, an id >= v
-// adds nothing and is flagged as in embedding_f32. A scatter-add with float atomics: repeated ids (the same
-// token many times in a batch) accumulate in an arbitrary order, so this one gradient is reproducible only to
-// f32 rounding.
-extern "C" __global__ void embedding_backward_f32(const unsigned int* __restrict__ ids, const float* __restrict__ dy,
-                                                  float* __restrict__ out, long long n, int d, unsigned int v,
-                                                  unsigned long long* __restrict__ bad) {
-    long long total = n * d;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-        long long row = i / d;
-        unsigned int id = ids[row];
-        if (id == PAD_ID) continue;
-        if (id >= v) {
-            if (i % d == 0) atomicMax(bad, (unsigned long long)(n - row));
+// Embedding backward, deterministic (no float atomics): the gradient rows of each id are added in position order,
+// so a step's table gradient has the same bits on every run (and a resumed run equals an uninterrupted one).
+// Step 1: each position's rank among the earlier positions with the same id, and each id's count (integer
+// atomics, exact). One thread per position scanning the earlier ones: n^2/2 comparisons of 4-byte ids, small next
+// to a step for the batches one GPU takes (8 x 1024 tokens: 34M). PAD_ID and ids >= v get rank -1; an id >= v is
+// flagged as in embedding_f32.
+extern "C" __global__ void embedding_rank_u32(const unsigned int* __restrict__ ids, int* __restrict__ rank, int* __restrict__ counts,
+                                              long long n, unsigned int v, unsigned long long* __restrict__ bad) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        unsigned int id = ids[i];
+        if (id == PAD_ID || id >= v) {
+            rank[i] = -1;
+            if (id != PAD_ID) atomicMax(bad, (unsigned long long)(n - i));
             continue;
         }
-        atomicAdd(&out[(long long)id * d + (i % d)], dy[i]);
+        int r = 0;
+        for (long long j = 0; j < i; j++) r += ids[j] == id ? 1 : 0;
+        rank[i] = r;
+        atomicAdd(&counts[id], 1);
+    }
+}
+
+// Step 2: offsets[0..=v] = exclusive prefix sums of counts[0..v], in one block: each thread sums a contiguous
+// chunk, thread 0 scans the chunk totals, each thread writes its chunk's prefixes.
+extern "C" __global__ void exclusive_scan_i32(const int* __restrict__ counts, int* __restrict__ offsets, int v) {
+    __shared__ int chunk_sum[1024];
+    int t = threadIdx.x, threads = blockDim.x;
+    int per = (v + threads - 1) / threads;
+    int lo = min(v, t * per), hi = min(v, lo + per);
+    int s = 0;
+    for (int i = lo; i < hi; i++) s += counts[i];
+    chunk_sum[t] = s;
+    __syncthreads();
+    if (t == 0) {
+        int run = 0;
+        for (int k = 0; k < threads; k++) { int c = chunk_sum[k]; chunk_sum[k] = run; run += c; }
+        offsets[v] = run;
+    }
+    __syncthreads();
+    int run = chunk_sum[t];
+    for (int i = lo; i < hi; i++) { offsets[i] = run; run += counts[i]; }
+}
+
+// Step 3: order[offsets[id] + rank] = position, so each id's positions are contiguous and increasing.
+extern "C" __global__ void embedding_order_u32(const unsigned int* __restrict__ ids, const int* __restrict__ rank,
+                                               const int* __restrict__ offsets, int* __restrict__ order, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        int r = rank[i];
+        if (r >= 0) order[offsets[ids[i]] + r] = (int)i;
+    }
+}
+
+// Step 4: out [v, d] row id = the sum of dy's rows at its positions, in position order. One block per id (a block
+// whose id never occurs leaves its zeroed row).
+extern "C" __global__ void embedding_gather_grad_f32(const float* __restrict__ dy, const int* __restrict__ offsets,
+                                                     const int* __restrict__ order, float* __restrict__ out, int d) {
+    int id = blockIdx.x;
+    int lo = offsets[id], hi = offsets[id + 1];
+    if (lo == hi) return;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) {
+        float s = 0.0f;
+        for (int k = lo; k < hi; k++) s += dy[(long long)order[k] * d + j];
+        out[(long long)id * d + j] = s;
     }
 }
 

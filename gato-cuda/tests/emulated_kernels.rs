@@ -57,40 +57,53 @@ fn elementwise_embedding_and_loss_backward_match_the_reference() {
         1e-5,
     );
 
-    // Embedding scatter-add: repeated ids accumulate, PAD adds nothing, an id past the vocabulary is flagged.
+    // Embedding backward: repeated ids accumulate in position order (so the bits are those of a sequential f32
+    // sum), PAD adds nothing, an id past the vocabulary is flagged.
     let (vocab, d) = (7usize, 5usize);
-    let mut ids: Vec<u32> = vec![3, 1, 3, PAD, 6, 3, 0, 1];
-    let mut edy = rng.vec(ids.len() * d, -1.0, 1.0);
-    let mut table = vec![0f32; vocab * d];
-    let mut bad = vec![0u64];
-    let a = Args::default()
-        .buf(&mut ids)
-        .buf(&mut edy)
-        .buf(&mut table)
-        .val(ids.len() as i64)
-        .val(d as i32)
-        .val(vocab as u32)
-        .buf(&mut bad);
-    e.launch("embedding_backward_f32", grid(ids.len() * d), 256, 0, a);
+    let ids: Vec<u32> = vec![3, 1, 3, PAD, 6, 3, 0, 1];
+    let edy = rng.vec(ids.len() * d, -1.0, 1.0);
+    let (table, bad) = embedding_backward(e, &ids, &edy, vocab, d);
     close(
         "embedding backward",
         &table,
         &r::backward::embedding_backward(&ids, &wide(&edy), vocab, d),
         1e-5,
     );
-    assert_eq!(bad[0], 0, "valid ids were flagged");
-    let mut bad_ids: Vec<u32> = vec![1, 9, 2];
-    let mut table = vec![0f32; vocab * d];
-    let a = Args::default()
-        .buf(&mut bad_ids)
-        .buf(&mut edy)
-        .buf(&mut table)
-        .val(3i64)
-        .val(d as i32)
-        .val(vocab as u32)
-        .buf(&mut bad);
-    e.launch("embedding_backward_f32", grid(3 * d), 256, 0, a);
-    assert_eq!(bad[0], 3 - 1, "the flag encodes n − (first bad position)");
+    for v in 0..vocab {
+        for j in 0..d {
+            let sequential = ids
+                .iter()
+                .enumerate()
+                .filter(|(_, &id)| id as usize == v)
+                .fold(0f32, |s, (i, _)| s + edy[i * d + j]);
+            assert_eq!(
+                table[v * d + j].to_bits(),
+                sequential.to_bits(),
+                "row {v} col {j}: not position order"
+            );
+        }
+    }
+    assert_eq!(bad, 0, "valid ids were flagged");
+    // A vocabulary wider than the scan's 1024 threads and many repeats: the chunked scan and the ranks hold.
+    let (vocab_l, d_l, n_l) = (5000usize, 3usize, 2000usize);
+    let ids_l: Vec<u32> = (0..n_l)
+        .map(|_| match rng.below(10) {
+            0 => PAD,
+            1..=4 => rng.below(8) as u32,
+            _ => rng.below(vocab_l) as u32,
+        })
+        .collect();
+    let dy_l = rng.vec(n_l * d_l, -1.0, 1.0);
+    let (table_l, bad_l) = embedding_backward(e, &ids_l, &dy_l, vocab_l, d_l);
+    close(
+        "embedding backward (5000 ids)",
+        &table_l,
+        &r::backward::embedding_backward(&ids_l, &wide(&dy_l), vocab_l, d_l),
+        1e-5,
+    );
+    assert_eq!(bad_l, 0);
+    let (_, bad) = embedding_backward(e, &[1, 9, 2], &edy[..3 * d], vocab, d);
+    assert_eq!(bad, 3 - 1, "the flag encodes n − (first bad position)");
 
     // Cross-entropy with a padded row, against the reference's loss and gradient.
     let (rows, v) = (6usize, 300usize);
@@ -378,4 +391,51 @@ fn layout_kernels_match_the_reference() {
             assert_eq!(dst[r * 5 + c], want, "block copy [{r}, {c}]");
         }
     }
+}
+
+/// The four launches of the CUDA backend's deterministic embedding backward: `(table gradient, bad-id flag)`.
+fn embedding_backward(
+    e: &harness::Emu,
+    ids: &[u32],
+    dy: &[f32],
+    vocab: usize,
+    d: usize,
+) -> (Vec<f32>, u64) {
+    let n = ids.len();
+    let (mut ids, mut dy) = (ids.to_vec(), dy.to_vec());
+    let (mut rank, mut counts, mut offsets, mut order) = (
+        vec![0i32; n],
+        vec![0i32; vocab],
+        vec![0i32; vocab + 1],
+        vec![0i32; n],
+    );
+    let (mut out, mut bad) = (vec![0f32; vocab * d], vec![0u64]);
+    let a = Args::default()
+        .buf(&mut ids)
+        .buf(&mut rank)
+        .buf(&mut counts)
+        .val(n as i64)
+        .val(vocab as u32)
+        .buf(&mut bad);
+    e.launch("embedding_rank_u32", grid(n), 256, 0, a);
+    let a = Args::default()
+        .buf(&mut counts)
+        .buf(&mut offsets)
+        .val(vocab as i32);
+    e.launch("exclusive_scan_i32", 1, 1024, 0, a);
+    let a = Args::default()
+        .buf(&mut ids)
+        .buf(&mut rank)
+        .buf(&mut offsets)
+        .buf(&mut order)
+        .val(n as i64);
+    e.launch("embedding_order_u32", grid(n), 256, 0, a);
+    let a = Args::default()
+        .buf(&mut dy)
+        .buf(&mut offsets)
+        .buf(&mut order)
+        .buf(&mut out)
+        .val(d as i32);
+    e.launch("embedding_gather_grad_f32", vocab, 256, 0, a);
+    (out, bad[0])
 }

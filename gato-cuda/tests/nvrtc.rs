@@ -5,7 +5,7 @@
 use std::io::Write;
 
 /// Kernel entry points the backend launches by name.
-const ENTRIES: [&str; 38] = [
+const ENTRIES: [&str; 41] = [
     "unary_f32",
     "binary_f32",
     "affine_f32",
@@ -33,7 +33,10 @@ const ENTRIES: [&str; 38] = [
     "channel_sum_f32",
     "layer_norm_backward_f32",
     "group_norm_backward_f32",
-    "embedding_backward_f32",
+    "embedding_rank_u32",
+    "exclusive_scan_i32",
+    "embedding_order_u32",
+    "embedding_gather_grad_f32",
     "col2im_f32",
     "cross_entropy_f32",
     "scaled_sum_f32",

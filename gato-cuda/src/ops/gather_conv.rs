@@ -128,23 +128,71 @@ impl GatherConvOps for CudaBackend {
         let n = ids.elem_count();
         let mut out = self.alloc(OP, vocab * d)?;
         if n * d > 0 {
-            let mut flag = self.stream.alloc_zeros::<u64>(1).map_err(|e| err(OP, e))?;
-            let f = self.function("embedding_backward_f32")?;
-            let (nn, dd, vv) = (n as i64, d as i32, vocab.min(u32::MAX as usize) as u32);
-            // SAFETY: the kernel writes a table row only for ids below vocab; dy holds n·d; flag one u64.
+            if vocab > i32::MAX as usize || n > i32::MAX as usize {
+                return Err(Error::shape(
+                    OP,
+                    format!("{n} ids over a vocabulary of {vocab}: the CUDA kernel indexes both with i32"),
+                ));
+            }
+            // Deterministic: each id's rows added in position order (kernels_backward.cu, four steps).
+            let e = |x| err(OP, x);
+            let mut flag = self.stream.alloc_zeros::<u64>(1).map_err(e)?;
+            let mut rank = self.stream.alloc_zeros::<i32>(n).map_err(e)?;
+            let mut counts = self.stream.alloc_zeros::<i32>(vocab).map_err(e)?;
+            let mut offsets = self.stream.alloc_zeros::<i32>(vocab + 1).map_err(e)?;
+            let mut order = self.stream.alloc_zeros::<i32>(n).map_err(e)?;
+            let (nn, vv, v32, dd) = (n as i64, vocab as u32, vocab as i32, d as i32);
+            let f = self.function("embedding_rank_u32")?;
+            // SAFETY: ids, rank hold n values, counts `vocab`; counts are written only for ids below vocab.
             unsafe {
                 self.stream
                     .launch_builder(&f)
                     .arg(idv)
-                    .arg(dyv)
-                    .arg(&mut out)
+                    .arg(&mut rank)
+                    .arg(&mut counts)
                     .arg(&nn)
-                    .arg(&dd)
                     .arg(&vv)
                     .arg(&mut flag)
-                    .launch(grid(n * d))
+                    .launch(grid(n))
             }
-            .map_err(|e| err(OP, e))?;
+            .map_err(e)?;
+            let f = self.function("exclusive_scan_i32")?;
+            // SAFETY: one block of 1024 threads scans `vocab` counts into vocab + 1 offsets.
+            unsafe {
+                self.stream
+                    .launch_builder(&f)
+                    .arg(&counts)
+                    .arg(&mut offsets)
+                    .arg(&v32)
+                    .launch(per_row(1, 1024))
+            }
+            .map_err(e)?;
+            let f = self.function("embedding_order_u32")?;
+            // SAFETY: offsets[id] + rank < n for every valid position, by construction of the scan.
+            unsafe {
+                self.stream
+                    .launch_builder(&f)
+                    .arg(idv)
+                    .arg(&rank)
+                    .arg(&offsets)
+                    .arg(&mut order)
+                    .arg(&nn)
+                    .launch(grid(n))
+            }
+            .map_err(e)?;
+            let f = self.function("embedding_gather_grad_f32")?;
+            // SAFETY: one block per id; order holds positions below n, dy holds n·d values, out vocab·d.
+            unsafe {
+                self.stream
+                    .launch_builder(&f)
+                    .arg(dyv)
+                    .arg(&offsets)
+                    .arg(&order)
+                    .arg(&mut out)
+                    .arg(&dd)
+                    .launch(per_row(vocab, 256))
+            }
+            .map_err(e)?;
             self.defer_id_check(OP, flag, ids, vocab, false)?;
         }
         Ok(self.wrap(Shape::new([vocab, d]), CudaStorage::F32(out)))

@@ -60,6 +60,7 @@ inline T __shfl_xor_sync(unsigned, T v, int o) {
 }
 
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+inline int atomicAdd(int* p, int v) { return std::atomic_ref<int>(*p).fetch_add(v); }
 inline unsigned long long atomicMax(unsigned long long* p, unsigned long long v) {
     std::atomic_ref<unsigned long long> a(*p);
     unsigned long long old = a.load();
