@@ -30,8 +30,8 @@ fn probe_nccl() -> Result<()> {
         Ok(())
     } else {
         Err(unavailable(
-            "libnccl.so.2 not found (install NCCL, e.g. the nvidia-nccl-cu12 wheel, and put its lib directory on \
-             LD_LIBRARY_PATH)",
+            "libnccl.so not found (install NCCL, e.g. the nvidia-nccl-cu13 wheel, put its lib directory on \
+             LD_LIBRARY_PATH, and where it ships only libnccl.so.2, link libnccl.so to it)",
         ))
     }
 }
