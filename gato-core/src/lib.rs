@@ -38,9 +38,10 @@ pub mod tokenizer;
 pub mod testing;
 
 pub use backend::{
-    run_scoped, AdamWConstants, AdamWStep, AttentionOps, AttentionSpec, Backend, BinaryOp,
-    CollectiveOps, Communicator, Conv2dSpec, ElementwiseOps, GatherConvOps, LayoutOps, MatmulOps,
-    MatmulPrecision, MatmulSpec, MemoryOps, NormOps, OptimOps, UnaryOp,
+    clip_scale, run_scoped, AdamWConstants, AdamWStep, AdamWTensor, AttentionOps, AttentionSpec,
+    Backend, BinaryOp, ClippedStep, CollectiveOps, Communicator, Conv2dSpec, ElementwiseOps,
+    GatherConvOps, LayoutOps, MatmulOps, MatmulPrecision, MatmulSpec, MemoryOps, NormOps, OptimOps,
+    UnaryOp,
 };
 pub use config::{ActionLocalPosition, Activation, GatoConfig, TrainingConfig, PRESET_NAMES};
 pub use dtype::{DType, HostData, HostSlice};

@@ -578,3 +578,35 @@ extern "C" __global__ void attention_tiled_f32(const float* __restrict__ q, cons
     for (int r = threadIdx.x; r < nq; r += blockDim.x)
         lse[bh * Tq + i0 + r] = Ls[r] > 0.0f ? Ms[r] + logf(Ls[r]) : NEG_INF;
 }
+
+// AdamW with global-norm clipping decided on the device (OptimOps::adamw_clipped): the factor comes from the
+// squared norm that sum_f64 left in norm_sq (clip_grad_norm_'s max_norm / (norm + 1e-6), at most 1; 1 when
+// max_norm is 0), and nothing is written when the norm or the step's loss is not finite. Otherwise as adamw_f32.
+extern "C" __global__ void adamw_clipped_f32(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                                             float* __restrict__ v, long long n, float decay, float b1, float omb1, float b2,
+                                             float omb2, float step_size, float inv_sqrt_c2, float eps,
+                                             const double* __restrict__ norm_sq, const float* __restrict__ loss,
+                                             double max_norm) {
+    double ns = norm_sq[0];
+    float l = loss[0];
+    if (!isfinite(ns) || !isfinite(l)) return;
+    double factor = max_norm > 0.0 ? fmin(1.0, max_norm / (sqrt(ns) + 1e-6)) : 1.0;
+    float scale = (float)factor;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        float gi = g[i] * scale;
+        float mi = b1 * m[i] + omb1 * gi;
+        float vi = b2 * v[i] + omb2 * (gi * gi);
+        float denom = sqrtf(vi) * inv_sqrt_c2 + eps;
+        p[i] = p[i] * decay - step_size * (mi / denom);
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+// out = (loss, squared norm): the two numbers a training step reads back, in one copy.
+extern "C" __global__ void pack_loss_norm(const float* __restrict__ loss, const double* __restrict__ norm_sq, double* __restrict__ out) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        out[0] = (double)loss[0];
+        out[1] = norm_sq[0];
+    }
+}

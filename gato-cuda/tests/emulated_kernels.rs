@@ -200,6 +200,59 @@ fn sum_of_squares_and_adamw_match_the_reference() {
     close("param", &p, &wp, 1e-5);
     close("m", &m, &wm, 1e-7);
     close("v", &v, &wv, 1e-9);
+
+    // The clipped step: the factor from the squared norm on the device, nothing written when the norm or the
+    // loss is not finite, and the two numbers packed for one read-back.
+    let max_norm = 0.5f64;
+    let g_sum: f64 = wide(&g).iter().map(|x| x * x).sum();
+    let clipped = AdamWStep {
+        grad_scale: gato_core::clip_scale(g_sum.sqrt(), max_norm),
+        ..s
+    };
+    assert!(clipped.grad_scale < 1.0, "the case must clip");
+    for (norm_sq, loss, applied) in [
+        (g_sum, 2.5f32, true),
+        (f64::NAN, 2.5, false),
+        (g_sum, f32::INFINITY, false),
+    ] {
+        let (mut p2, mut m2, mut v2) = (p.clone(), m.clone(), v.clone());
+        let (mut ns, mut l) = (vec![norm_sq], vec![loss]);
+        let a = Args::default()
+            .buf(&mut p2)
+            .buf(&mut g)
+            .buf(&mut m2)
+            .buf(&mut v2)
+            .val(n as i64)
+            .val(k.decay)
+            .val(k.b1)
+            .val(k.one_minus_b1)
+            .val(k.b2)
+            .val(k.one_minus_b2)
+            .val(k.step_size)
+            .val(k.inv_sqrt_c2)
+            .val(k.eps)
+            .buf(&mut ns)
+            .buf(&mut l)
+            .val(max_norm);
+        e.launch("adamw_clipped_f32", grid(n), 256, 0, a);
+        if applied {
+            let (wp, wm, wv) =
+                r::optim::adamw(&clipped, &wide(&p), &wide(&g), &wide(&m), &wide(&v));
+            close("clipped param", &p2, &wp, 1e-5);
+            close("clipped m", &m2, &wm, 1e-7);
+            close("clipped v", &v2, &wv, 1e-9);
+        } else {
+            assert!(
+                p2 == p && m2 == m && v2 == v,
+                "a non-finite step ({norm_sq}, {loss}) wrote"
+            );
+        }
+        let mut out = vec![0f64; 2];
+        let a = Args::default().buf(&mut l).buf(&mut ns).buf(&mut out);
+        e.launch("pack_loss_norm", 1, 32, 0, a);
+        assert_eq!(out[0], loss as f64);
+        assert!(out[1] == norm_sq || (out[1].is_nan() && norm_sq.is_nan()));
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 /// Kernel entry points the backend launches by name.
-const ENTRIES: [&str; 41] = [
+const ENTRIES: [&str; 43] = [
     "unary_f32",
     "binary_f32",
     "affine_f32",
@@ -47,6 +47,8 @@ const ENTRIES: [&str; 41] = [
     "sum_f64",
     "adamw_f32",
     "attention_tiled_f32",
+    "adamw_clipped_f32",
+    "pack_loss_norm",
 ];
 
 #[test]

@@ -8,7 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use gato_core::{AdamWStep, Backend, DType, Error, HostSlice, Result, Tensor, TrainingConfig};
+use gato_core::{
+    AdamWStep, AdamWTensor, Backend, ClippedStep, DType, Error, HostSlice, Result, Tensor,
+    TrainingConfig,
+};
 use gato_transformer::Gradients;
 
 use crate::params::ParamMap;
@@ -30,6 +33,8 @@ pub struct AdamW {
     m: BTreeMap<String, Tensor>,
     v: BTreeMap<String, Tensor>,
     t: u64,
+    /// Zero gradients of the parameters the last step had none for.
+    zeros: BTreeMap<String, Tensor>,
 }
 
 impl AdamW {
@@ -154,46 +159,108 @@ impl AdamW {
         clip_scale: f64,
     ) -> Result<()> {
         self.t += 1;
-        for (name, p) in params.0.iter_mut() {
-            let zeros;
-            let g = match grads.get(name) {
-                Some(g) => g,
-                None => {
-                    zeros = be.zeros(p.shape(), DType::F32)?;
-                    &zeros
-                }
+        let t = self.t;
+        let mut tensors = self.tensors(be, cfg, params, grads, lr)?;
+        for x in tensors.iter_mut() {
+            let step = AdamWStep {
+                grad_scale: clip_scale,
+                ..x.step
             };
+            be.adamw_step(x.param, x.grad, x.m, x.v, &step)?;
+        }
+        debug_assert_eq!(t, self.t);
+        Ok(())
+    }
+
+    /// One AdamW step with global-norm clipping (against `cfg.gradient_clip_norm`) decided on the backend
+    /// ([`gato_core::OptimOps::adamw_clipped`]): `loss` is the step's loss as a `[1]` tensor, and the loss and the
+    /// squared gradient norm come back together, the step's one read-back. When either is not finite nothing is
+    /// updated and the step count stays, and the returned [`ClippedStep`] says so.
+    pub fn step_clipped(
+        &mut self,
+        be: &dyn Backend,
+        cfg: &TrainingConfig,
+        params: &mut ParamMap,
+        grads: &Gradients,
+        lr: f64,
+        loss: &Tensor,
+    ) -> Result<ClippedStep> {
+        self.t += 1;
+        let out = {
+            let mut tensors = self.tensors(be, cfg, params, grads, lr)?;
+            be.adamw_clipped(&mut tensors, cfg.gradient_clip_norm, loss)?
+        };
+        if !out.applied() {
+            self.t -= 1;
+        }
+        Ok(out)
+    }
+
+    /// Each parameter with its gradient (zeros where it has none), its moments (created at zero on the first
+    /// step) and its step at count `self.t`.
+    fn tensors<'a>(
+        &'a mut self,
+        be: &dyn Backend,
+        cfg: &TrainingConfig,
+        params: &'a mut ParamMap,
+        grads: &'a Gradients,
+        lr: f64,
+    ) -> Result<Vec<AdamWTensor<'a>>> {
+        for (name, p) in params.0.iter() {
             for map in [&mut self.m, &mut self.v] {
                 if !map.contains_key(name) {
                     map.insert(name.clone(), be.zeros(p.shape(), DType::F32)?);
                 }
             }
-            let missing = || Error::invalid("AdamW", format!("no moments for `{name}`"));
-            let m = self.m.get_mut(name).ok_or_else(missing)?;
-            let v = self.v.get_mut(name).ok_or_else(missing)?;
-            let step = AdamWStep {
-                lr,
-                beta1: cfg.adam_beta1,
-                beta2: cfg.adam_beta2,
-                eps: cfg.adam_epsilon,
-                weight_decay: if decays(p) { cfg.weight_decay } else { 0.0 },
-                t: self.t,
-                grad_scale: clip_scale,
-            };
-            be.adamw_step(p, g, m, v, &step)?;
         }
-        Ok(())
+        let missing: Vec<(String, Tensor)> = params
+            .0
+            .iter()
+            .filter(|(name, _)| grads.get(name).is_none())
+            .map(|(name, p)| Ok((name.clone(), be.zeros(p.shape(), DType::F32)?)))
+            .collect::<Result<_>>()?;
+        self.zeros = missing.into_iter().collect();
+        let t = self.t;
+        let (m, v, zeros) = (&mut self.m, &mut self.v, &self.zeros);
+        let mut ms = m.iter_mut();
+        let mut vs = v.iter_mut();
+        let mut out = Vec::with_capacity(params.0.len());
+        for (name, p) in params.0.iter_mut() {
+            // The moment maps hold exactly the parameters' names (inserted above), in the same sorted order.
+            let (mn, mt) = ms
+                .find(|(n, _)| *n == name)
+                .ok_or_else(|| no_moments(name))?;
+            let (_, vt) = vs.find(|(n, _)| *n == mn).ok_or_else(|| no_moments(name))?;
+            let grad = match grads.get(name) {
+                Some(g) => g,
+                None => zeros.get(name).ok_or_else(|| no_moments(name))?,
+            };
+            let weight_decay = if decays(p) { cfg.weight_decay } else { 0.0 };
+            out.push(AdamWTensor {
+                param: p,
+                grad,
+                m: mt,
+                v: vt,
+                step: AdamWStep {
+                    lr,
+                    beta1: cfg.adam_beta1,
+                    beta2: cfg.adam_beta2,
+                    eps: cfg.adam_epsilon,
+                    weight_decay,
+                    t,
+                    grad_scale: 1.0,
+                },
+            });
+        }
+        Ok(out)
     }
 }
 
-/// The factor that clips gradients of global norm `norm` to `max_norm` (1 when within it, or when `max_norm` is
-/// 0: clipping off).
-pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
-    if max_norm <= 0.0 {
-        return 1.0;
-    }
-    (max_norm / (norm + 1e-6)).min(1.0)
+fn no_moments(name: &str) -> Error {
+    Error::invalid("AdamW", format!("no moments for `{name}`"))
 }
+
+pub use gato_core::clip_scale;
 
 #[cfg(test)]
 mod tests {

@@ -141,8 +141,8 @@ impl Communicator for LocalCommunicator {
     }
 }
 
-/// Loss and gradients of micro-batch `i` (patch positions and dropout masks from the seeds plus `i`); a
-/// non-finite loss is an error.
+/// Loss (the mean over its targets, a `[1]` tensor left on the backend), target count and gradients of
+/// micro-batch `i` (patch positions and dropout masks from the seeds plus `i`).
 pub(crate) fn micro_batch(
     model: &gato_transformer::GatoTransformer,
     be: &dyn Backend,
@@ -150,7 +150,7 @@ pub(crate) fn micro_batch(
     i: u64,
     mode: EmbeddingMode,
     dropout: Dropout,
-) -> Result<(gato_transformer::LossReport, Gradients)> {
+) -> Result<(Tensor, usize, Gradients)> {
     let mode = match mode {
         EmbeddingMode::Train { seed } => EmbeddingMode::Train {
             seed: seed.wrapping_add(i),
@@ -161,20 +161,13 @@ pub(crate) fn micro_batch(
         seed: dropout.seed.wrapping_add(i),
         ..dropout
     };
-    let (loss, grads) = model.loss_and_gradients_with(be, batch, mode, dropout)?;
-    if !loss.loss.is_finite() {
-        return Err(Error::NonFinite {
-            field: "loss".into(),
-            index: 0,
-            value: loss.loss,
-        });
-    }
-    Ok((loss, grads))
+    model.loss_and_gradients_device(be, batch, mode, dropout)
 }
 
-/// The target-weighted sums of this rank's micro-batches: `(Σ loss·targets, Σ targets, Σ gradient·targets)`.
-/// Micro-batch `i` draws its patch positions and dropout masks from the seeds plus `first + i`, so a rank's
-/// micro-batches get the seeds they would have in one process accumulating the whole global batch.
+/// The target-weighted sums of this rank's micro-batches, on the backend: `(Σ loss·targets [1], Σ targets,
+/// Σ gradient·targets)`. Micro-batch `i` draws its patch positions and dropout masks from the seeds plus
+/// `first + i`, so a rank's micro-batches get the seeds they would have in one process accumulating the whole
+/// global batch.
 pub(crate) fn local_sums(
     model: &gato_transformer::GatoTransformer,
     be: &dyn Backend,
@@ -182,15 +175,18 @@ pub(crate) fn local_sums(
     first: u64,
     mode: EmbeddingMode,
     dropout: Dropout,
-) -> Result<(f64, usize, Gradients)> {
+) -> Result<(Tensor, usize, Gradients)> {
     let mut sum = Gradients::default();
-    let (mut loss_sum, mut total) = (0.0, 0usize);
+    let mut loss_sum = be.zeros(&Shape::new([1]), gato_core::DType::F32)?;
+    let mut total = 0usize;
     for (i, batch) in batches.iter().enumerate() {
-        let (loss, grads) = micro_batch(model, be, batch, first + i as u64, mode, dropout)?;
-        loss_sum += loss.loss * loss.targets as f64;
-        total += loss.targets;
+        let (loss, targets, grads) =
+            micro_batch(model, be, batch, first + i as u64, mode, dropout)?;
+        let weighted = be.affine(&loss, targets as f32, 0.0)?;
+        loss_sum = be.binary(gato_core::BinaryOp::Add, &loss_sum, &weighted)?;
+        total += targets;
         for (name, g) in grads.iter() {
-            sum.add(be, name.clone(), be.affine(g, loss.targets as f32, 0.0)?)?;
+            sum.add(be, name.clone(), be.affine(g, targets as f32, 0.0)?)?;
         }
     }
     Ok((loss_sum, total, sum))

@@ -2,11 +2,12 @@
 //! gradients, global-norm clipping, the scheduled learning rate and AdamW.
 
 use gato_core::{
-    Backend, DType, EmbeddingMode, Error, GatoConfig, MatmulPrecision, Result, TokenBatch,
+    Backend, DType, EmbeddingMode, Error, GatoConfig, HostSlice, MatmulPrecision, Result, Shape,
+    Tensor, TokenBatch,
 };
 use gato_transformer::{Dropout, GatoTransformer, Gradients};
 
-use crate::adamw::{clip_scale, AdamW};
+use crate::adamw::AdamW;
 use crate::params::ParamMap;
 use crate::schedule::learning_rate;
 
@@ -189,31 +190,56 @@ impl Trainer {
         // The model view shares the parameters' storage; it is dropped before the in-place update.
         let (loss, targets, grads) = {
             let model = self.step_model(be)?;
-            accumulated_gradients(&model, be, batches, mode, dropout).map_err(at_step)?
+            accumulated_gradients_device(&model, be, batches, mode, dropout).map_err(at_step)?
         };
-        self.update(be, loss, targets, &grads)
+        self.update(be, &loss, targets, &grads)
     }
 
-    /// Clip, schedule and take the AdamW step with `grads` (the mean gradients of the step's batch).
+    /// Schedule, clip and take the AdamW step with `grads` (the mean gradients of the step's batch) and `loss` (its
+    /// mean loss, a `[1]` tensor): the clipping is decided on the backend and the loss and the gradient norm come
+    /// back together, the step's one read-back ([`AdamW::step_clipped`]). A non-finite loss or gradient is an
+    /// error naming the step (and the parameter), and nothing is updated.
     fn update(
         &mut self,
         be: &dyn Backend,
-        loss: f64,
+        loss: &Tensor,
         targets: usize,
         grads: &Gradients,
     ) -> Result<StepReport> {
         let step = self.step;
-        let grad_norm = AdamW::global_norm(be, grads).map_err(|e| at_step(step, e))?;
         let t = &self.config.training;
         let lr = learning_rate(t, step, self.total_steps);
-        let scale = clip_scale(grad_norm, t.gradient_clip_norm);
-        self.opt.step(be, t, &mut self.params, grads, lr, scale)?;
+        let seen = self
+            .opt
+            .step_clipped(be, t, &mut self.params, grads, lr, loss)?;
+        if !seen.loss.is_finite() {
+            return Err(at_step(
+                step,
+                Error::NonFinite {
+                    field: "loss".into(),
+                    index: 0,
+                    value: seen.loss,
+                },
+            ));
+        }
+        if !seen.norm_sq.is_finite() {
+            // Only on this path are the gradients read back, to name the parameter and the element.
+            AdamW::global_norm(be, grads).map_err(|e| at_step(step, e))?;
+            return Err(at_step(
+                step,
+                Error::NonFinite {
+                    field: "squared gradient norm".into(),
+                    index: 0,
+                    value: seen.norm_sq,
+                },
+            ));
+        }
         self.step += 1;
         Ok(StepReport {
             step,
-            loss,
+            loss: seen.loss,
             targets,
-            grad_norm,
+            grad_norm: seen.norm_sq.sqrt(),
             lr,
         })
     }
@@ -240,6 +266,8 @@ impl Trainer {
             crate::distributed::local_sums(&model, be, batches, first, mode, dropout)
                 .map_err(|e| at_step(step, e))?
         };
+        // The all-reduce of the loss runs on the host, in f64: this rank's sum is read back here.
+        let loss_sum = first_f32(be, &loss_sum)?;
         let mut totals = [loss_sum, targets as f64];
         comm.all_reduce_sum_f64(&mut totals)?;
         let names: Vec<(String, Vec<usize>)> = self
@@ -254,7 +282,8 @@ impl Trainer {
         } else {
             0.0
         };
-        self.update(be, loss, totals[1] as usize, &grads)
+        let loss = be.upload(HostSlice::F32(&[loss as f32]), &Shape::new([1]))?;
+        self.update(be, &loss, totals[1] as usize, &grads)
     }
 }
 
@@ -284,19 +313,47 @@ pub fn accumulated_gradients(
     mode: EmbeddingMode,
     dropout: Dropout,
 ) -> Result<(f64, usize, Gradients)> {
+    let (loss, targets, grads) = accumulated_gradients_device(model, be, batches, mode, dropout)?;
+    let loss = first_f32(be, &loss)?;
+    if !loss.is_finite() {
+        return Err(Error::NonFinite {
+            field: "loss".into(),
+            index: 0,
+            value: loss,
+        });
+    }
+    Ok((loss, targets, grads))
+}
+
+/// [`accumulated_gradients`] with the mean loss left on the backend (a `[1]` tensor, 0 without targets).
+fn accumulated_gradients_device(
+    model: &GatoTransformer,
+    be: &dyn Backend,
+    batches: &[&TokenBatch],
+    mode: EmbeddingMode,
+    dropout: Dropout,
+) -> Result<(Tensor, usize, Gradients)> {
     if let [batch] = batches {
         // One micro-batch: its mean as it is (no scaling by the target count and back).
-        let (loss, grads) = crate::distributed::micro_batch(model, be, batch, 0, mode, dropout)?;
-        return Ok((loss.loss, loss.targets, grads));
+        return crate::distributed::micro_batch(model, be, batch, 0, mode, dropout);
     }
     let (loss_sum, total, sum) =
         crate::distributed::local_sums(model, be, batches, 0, mode, dropout)?;
     if total == 0 {
-        return Ok((0.0, 0, Gradients::default()));
+        return Ok((loss_sum, 0, Gradients::default()));
     }
     let mut mean = Gradients::default();
     for (name, g) in sum.iter() {
         mean.add(be, name.clone(), be.affine(g, 1.0 / total as f32, 0.0)?)?;
     }
-    Ok((loss_sum / total as f64, total, mean))
+    Ok((be.affine(&loss_sum, 1.0 / total as f32, 0.0)?, total, mean))
+}
+
+/// The first value of an f32 tensor, read back.
+fn first_f32(be: &dyn Backend, t: &Tensor) -> Result<f64> {
+    Ok(be
+        .download(t)?
+        .into_f32()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f32::NAN) as f64)
 }

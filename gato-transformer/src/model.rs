@@ -332,17 +332,35 @@ impl GatoTransformer {
         mode: EmbeddingMode,
         dropout: Dropout,
     ) -> Result<(LossReport, Gradients)> {
+        let (loss, targets, grads) = self.loss_and_gradients_device(be, batch, mode, dropout)?;
+        let loss = match targets {
+            0 => 0.0,
+            _ => be
+                .download(&loss)?
+                .into_f32()
+                .unwrap_or_default()
+                .first()
+                .copied()
+                .unwrap_or(f32::NAN) as f64,
+        };
+        Ok((LossReport { loss, targets }, grads))
+    }
+
+    /// [`Self::loss_and_gradients_with`] with the mean loss left on the backend as a `[1]` f32 tensor (0 when the
+    /// batch has no target), and the number of targets: a training step reads the loss back together with what
+    /// its optimiser computes, once (design.md §8).
+    pub fn loss_and_gradients_device(
+        &self,
+        be: &dyn Backend,
+        batch: &TokenBatch,
+        mode: EmbeddingMode,
+        dropout: Dropout,
+    ) -> Result<(Tensor, usize, Gradients)> {
         run_scoped(be, || {
             let mut grads = Gradients::default();
             let (rows, targets) = target_positions(batch);
             if rows.is_empty() {
-                return Ok((
-                    LossReport {
-                        loss: 0.0,
-                        targets: 0,
-                    },
-                    grads,
-                ));
+                return Ok((be.zeros(&Shape::from([1]), DType::F32)?, 0, grads));
             }
             let kv_len = Some(batch.lengths.clone());
             let x0 = self.embed.forward(be, batch, mode)?;
@@ -412,14 +430,7 @@ impl GatoTransformer {
             }
             drop(saved);
             grads.extend(be, self.embed.backward(be, batch, mode, &dx)?)?;
-            let loss = be.download(&loss)?.into_f32().unwrap_or_default();
-            Ok((
-                LossReport {
-                    loss: loss.first().copied().unwrap_or(f32::NAN) as f64,
-                    targets: targets.len(),
-                },
-                grads,
-            ))
+            Ok((loss, targets.len(), grads))
         })
     }
 

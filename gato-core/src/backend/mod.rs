@@ -70,7 +70,7 @@ pub use layout::LayoutOps;
 pub use matmul::{MatmulOps, MatmulPrecision, MatmulSpec};
 pub use memory::{run_scoped, MemoryOps};
 pub use norm::NormOps;
-pub use optim::{AdamWConstants, AdamWStep, OptimOps};
+pub use optim::{clip_scale, AdamWConstants, AdamWStep, AdamWTensor, ClippedStep, OptimOps};
 
 /// A compute backend: every op family, plus what names and describes it. Implementations register themselves
 /// with [`crate::registry::BackendEntry`].

@@ -85,6 +85,47 @@ impl AdamWConstants {
     }
 }
 
+/// One tensor of an [`OptimOps::adamw_clipped`] step: the parameter, its gradient, its moments and its step (whose
+/// `grad_scale` is ignored: the clipping factor is decided from the global norm).
+pub struct AdamWTensor<'a> {
+    /// The parameter, updated in place.
+    pub param: &'a mut Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// First moment, updated in place.
+    pub m: &'a mut Tensor,
+    /// Second moment, updated in place.
+    pub v: &'a mut Tensor,
+    /// Learning rate, betas, epsilon, this tensor's weight decay and the step count.
+    pub step: AdamWStep,
+}
+
+/// What an [`OptimOps::adamw_clipped`] step saw: the step's loss and the squared global norm of the gradients
+/// before clipping. When either is not finite, no tensor was changed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClippedStep {
+    /// The loss passed in.
+    pub loss: f64,
+    /// `Σ g²` over every gradient.
+    pub norm_sq: f64,
+}
+
+impl ClippedStep {
+    /// Whether the update was taken (the loss and the norm are finite).
+    pub fn applied(&self) -> bool {
+        self.loss.is_finite() && self.norm_sq.is_finite()
+    }
+}
+
+/// The factor that clips gradients of global norm `norm` to `max_norm` (PyTorch's `clip_grad_norm_`:
+/// `max_norm / (norm + 1e-6)` when below 1; 1 when `max_norm` is 0, clipping off).
+pub fn clip_scale(norm: f64, max_norm: f64) -> f64 {
+    if max_norm <= 0.0 {
+        return 1.0;
+    }
+    (max_norm / (norm + 1e-6)).min(1.0)
+}
+
 /// Optimiser ops (a family of [`super::Backend`]).
 pub trait OptimOps: super::MemoryOps {
     /// `Σ x²` over every element of an f32 tensor, accumulated in f64 (non-finite when any element is). The
@@ -102,6 +143,40 @@ pub trait OptimOps: super::MemoryOps {
     /// synchronisation for its norm, not one per parameter. The default adds [`OptimOps::sum_squares`] in order.
     fn sum_squares_many(&self, xs: &[&Tensor]) -> Result<f64> {
         xs.iter().map(|x| self.sum_squares(x)).sum()
+    }
+
+    /// A whole AdamW step with global-norm clipping decided where the gradients are (design.md §8): the squared
+    /// norm of every gradient, the clipping factor ([`clip_scale`] against `max_norm`), then each tensor's update,
+    /// all skipped when `loss` (a `[1]` f32 tensor, the step's loss) or the norm is not finite, so a diverging
+    /// step changes nothing. Returns the loss and the squared norm, read back together: a device backend's step
+    /// waits once, for these two numbers. The default goes through [`OptimOps::sum_squares_many`] and
+    /// [`OptimOps::adamw_step`].
+    fn adamw_clipped(
+        &self,
+        tensors: &mut [AdamWTensor<'_>],
+        max_norm: f64,
+        loss: &Tensor,
+    ) -> Result<ClippedStep> {
+        let grads: Vec<&Tensor> = tensors.iter().map(|t| t.grad).collect();
+        let norm_sq = self.sum_squares_many(&grads)?;
+        let loss = self
+            .download(loss)?
+            .into_f32()
+            .and_then(|v| v.first().copied())
+            .ok_or_else(|| Error::invalid("adamw_clipped", "the loss must be one f32 value"))?
+            as f64;
+        let out = ClippedStep { loss, norm_sq };
+        if out.applied() {
+            let scale = clip_scale(norm_sq.sqrt(), max_norm);
+            for t in tensors.iter_mut() {
+                let step = AdamWStep {
+                    grad_scale: scale,
+                    ..t.step
+                };
+                self.adamw_step(t.param, t.grad, t.m, t.v, &step)?;
+            }
+        }
+        Ok(out)
     }
 
     /// One AdamW update of `param` with gradient `grad` and moments `m`, `v` (all f32 of one shape), in place

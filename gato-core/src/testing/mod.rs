@@ -54,7 +54,7 @@ macro_rules! backend_backward_conformance_tests {
     ($make:path) => {
         $crate::backend_conformance_tests!(@each $make;
             unary_backward, geglu_backward_and_sum_rows, layer_norm_backward, group_norm_backward, embedding_backward,
-            conv2d_backward, cross_entropy, attention_backward, optimizer, backward_errors);
+            conv2d_backward, cross_entropy, attention_backward, optimizer, optimizer_clipped, backward_errors);
     };
 }
 

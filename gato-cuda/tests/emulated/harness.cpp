@@ -30,7 +30,7 @@ static const std::unordered_map<std::string, std::function<void(void**)>>& kerne
         EMU(unary_backward_f32), EMU(geglu_backward_f32), EMU(sum_rows_f32), EMU(channel_sum_f32),
         EMU(layer_norm_backward_f32), EMU(group_norm_backward_f32), EMU(embedding_rank_u32), EMU(exclusive_scan_i32), EMU(embedding_order_u32), EMU(embedding_gather_grad_f32), EMU(col2im_f32),
         EMU(cross_entropy_f32), EMU(scaled_sum_f32), EMU(attention_delta_f32), EMU(attention_bwd_dkdv_f32),
-        EMU(attention_bwd_dq_f32), EMU(attention_tiled_f32), EMU(sum_squares_partial_f32), EMU(sum_f64), EMU(adamw_f32),
+        EMU(attention_bwd_dq_f32), EMU(attention_tiled_f32), EMU(sum_squares_partial_f32), EMU(sum_f64), EMU(adamw_f32), EMU(adamw_clipped_f32), EMU(pack_loss_norm),
     };
     return table;
 }
