@@ -147,7 +147,7 @@ impl CudaBackend {
         spec: &MatmulSpec,
     ) -> Result<()> {
         let (m, n, k) = (d.m as i32, d.n as i32, d.k as i32);
-        let ((op_a, ld_a), (op_b, ld_b)) = blas_ops(d, spec);
+        let ((op_a, ld_a), (op_b, ld_b)) = blas_ops((d.m, d.n, d.k), spec.trans_a, spec.trans_b);
         let cfg = StridedBatchedConfig {
             gemm: cudarc::cublas::GemmConfig {
                 transa: op_b,
@@ -185,7 +185,7 @@ impl CudaBackend {
         use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cudaDataType};
         use cudarc::driver::{DevicePtr, DevicePtrMut};
         let (m, n, k) = (d.m as i32, d.n as i32, d.k as i32);
-        let ((op_a, ld_a), (op_b, ld_b)) = blas_ops(d, spec);
+        let ((op_a, ld_a), (op_b, ld_b)) = blas_ops((d.m, d.n, d.k), spec.trans_a, spec.trans_b);
         let in_type = match dtype {
             DType::BF16 => cudaDataType::CUDA_R_16BF,
             _ => cudaDataType::CUDA_R_16F,
@@ -303,6 +303,18 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// `t`'s storage for an in-place write, first made this handle's own when shared (copy-on-write, the copy
+    /// queued on this backend's stream).
+    pub(crate) fn own<'a>(
+        &self,
+        op: &'static str,
+        t: &'a mut Tensor,
+    ) -> Result<&'a mut CudaStorage> {
+        t.storage_for_write::<CudaStorage>(op, CUDA_BACKEND_NAME, |shared| {
+            shared.copy_on(&self.stream).map_err(|e| err(op, e))
+        })
+    }
+
     /// Queue the id check a kernel wrote into `flag` for the next download or synchronize.
     pub(crate) fn defer_id_check(
         &self,
@@ -417,33 +429,24 @@ impl CudaBackend {
         B: cudarc::driver::DevicePtr<f32>,
         C: cudarc::driver::DevicePtrMut<f32>,
     {
-        if m * n == 0 {
+        // An empty product leaves C as it is: callers pass zeroed outputs, and beta is 0 or 1.
+        if m * n * k == 0 {
             return Ok(());
         }
-        let t = |x: bool| {
-            if x {
-                cublasOperation_t::CUBLAS_OP_T
-            } else {
-                cublasOperation_t::CUBLAS_OP_N
-            }
-        };
+        let ((op_a, ld_a), (op_b, ld_b)) = blas_ops((m, n, k), trans_a, trans_b);
         // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ.
         let cfg = cudarc::cublas::GemmConfig {
-            transa: t(trans_b),
-            transb: t(trans_a),
+            transa: op_b,
+            transb: op_a,
             m: n as i32,
             n: m as i32,
-            k: k.max(1) as i32,
+            k: k as i32,
             alpha: 1.0f32,
-            lda: if trans_b { k.max(1) } else { n } as i32,
-            ldb: if trans_a { m } else { k.max(1) } as i32,
-            beta: if k == 0 { 0.0 } else { beta },
+            lda: ld_b,
+            ldb: ld_a,
+            beta,
             ldc: n as i32,
         };
-        if k == 0 {
-            // An empty sum: C = beta·C, and beta is 0 or 1 here; a zeroed C stays zero.
-            return Ok(());
-        }
         // SAFETY: the callers size A, B and C from checked shapes as [m,k]/[k,m], [k,n]/[n,k] and [m,n].
         unsafe { self.blas.gemm(cfg, b, a, c) }.map_err(|e| err(op, e))
     }
@@ -470,12 +473,14 @@ impl CudaBackend {
     }
 }
 
-/// cuBLAS operation and leading dimension of `a` and `b` for a row-major product (see `CudaBackend::gemm`).
+/// cuBLAS operation and leading dimension of `a` and `b` for a row-major product `op(a)·op(b)` of `[m, k]` by
+/// `[k, n]` (see `CudaBackend::gemm`).
 pub(crate) fn blas_ops(
-    d: &ops::MatmulDims,
-    spec: &MatmulSpec,
+    (m, n, k): (usize, usize, usize),
+    trans_a: bool,
+    trans_b: bool,
 ) -> ((cublasOperation_t, i32), (cublasOperation_t, i32)) {
-    let (m, n, k) = (d.m as i32, d.n as i32, d.k as i32);
+    let (m, n, k) = (m as i32, n as i32, k as i32);
     let op = |t: bool| {
         if t {
             cublasOperation_t::CUBLAS_OP_T
@@ -484,8 +489,8 @@ pub(crate) fn blas_ops(
         }
     };
     (
-        (op(spec.trans_a), if spec.trans_a { m } else { k }),
-        (op(spec.trans_b), if spec.trans_b { k } else { n }),
+        (op(trans_a), if trans_a { m } else { k }),
+        (op(trans_b), if trans_b { k } else { n }),
     )
 }
 

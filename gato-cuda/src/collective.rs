@@ -78,21 +78,17 @@ impl Communicator for NcclCommunicator {
         self.world_size
     }
 
-    fn all_reduce_sum(&self, be: &dyn Backend, buf: &mut Tensor) -> Result<()> {
+    fn all_reduce_sum(&self, _be: &dyn Backend, buf: &mut Tensor) -> Result<()> {
         const OP: &str = "all_reduce_sum";
         let n = buf.elem_count();
         if n == 0 {
             return Ok(());
         }
-        // In place on this handle's own storage: a shared buffer is first replaced by a copy (x·1 + 0).
-        let shared = buf
-            .storage_for_write::<CudaStorage>(OP, CUDA_BACKEND_NAME, |_| Err(err(OP, "shared")))
-            .is_err();
-        if shared {
-            *buf = be.affine(buf, 1.0, 0.0)?;
-        }
-        let storage = buf.storage_for_write::<CudaStorage>(OP, CUDA_BACKEND_NAME, |_| {
-            Err(err(OP, "storage shared after copy"))
+        let comm = self.lock()?;
+        // In place on this handle's own storage (copy-on-write on the communicator's stream, the backend's).
+        let stream = comm.0.stream();
+        let storage = buf.storage_for_write::<CudaStorage>(OP, CUDA_BACKEND_NAME, |shared| {
+            shared.copy_on(&stream).map_err(|e| err(OP, e))
         })?;
         let CudaStorage::F32(slice) = storage else {
             return Err(Error::DType {
@@ -101,7 +97,6 @@ impl Communicator for NcclCommunicator {
             });
         };
         let mut view = slice.slice_mut(0..n);
-        let comm = self.lock()?;
         comm.0
             .all_reduce_in_place(&mut view, &ReduceOp::Sum)
             .map(|_| ())

@@ -472,11 +472,13 @@ extern "C" __global__ void sum_f64(const double* __restrict__ x, double* __restr
     if (threadIdx.x == 0) out[0] = s;
 }
 
-// One fused AdamW step over n values, in place, in exactly the order of AdamWConstants::update (gato-core):
+// One fused AdamW step over n values, in place, in exactly the order of AdamWConstants::update (gato-core)
+// (adamw_update, shared with adamw_clipped_f32):
 // g *= scale; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p = p decay - step (m / (sqrt(v) inv_sqrt_c2 + eps)).
-extern "C" __global__ void adamw_f32(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m, float* __restrict__ v,
-                                     long long n, float scale, float decay, float b1, float omb1, float b2, float omb2,
-                                     float step_size, float inv_sqrt_c2, float eps) {
+__device__ __forceinline__ void adamw_update(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                                             float* __restrict__ v, long long n, float scale, float decay, float b1,
+                                             float omb1, float b2, float omb2, float step_size, float inv_sqrt_c2,
+                                             float eps) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         float gi = g[i] * scale;
         float mi = b1 * m[i] + omb1 * gi;
@@ -486,6 +488,12 @@ extern "C" __global__ void adamw_f32(float* __restrict__ p, const float* __restr
         m[i] = mi;
         v[i] = vi;
     }
+}
+
+extern "C" __global__ void adamw_f32(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m, float* __restrict__ v,
+                                     long long n, float scale, float decay, float b1, float omb1, float b2, float omb2,
+                                     float step_size, float inv_sqrt_c2, float eps) {
+    adamw_update(p, g, m, v, n, scale, decay, b1, omb1, b2, omb2, step_size, inv_sqrt_c2, eps);
 }
 
 // Tiled causal attention forward for many query rows (training's full sequences): one block per (batch, head,
@@ -591,16 +599,7 @@ extern "C" __global__ void adamw_clipped_f32(float* __restrict__ p, const float*
     float l = loss[0];
     if (!isfinite(ns) || !isfinite(l)) return;
     double factor = max_norm > 0.0 ? fmin(1.0, max_norm / (sqrt(ns) + 1e-6)) : 1.0;
-    float scale = (float)factor;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-        float gi = g[i] * scale;
-        float mi = b1 * m[i] + omb1 * gi;
-        float vi = b2 * v[i] + omb2 * (gi * gi);
-        float denom = sqrtf(vi) * inv_sqrt_c2 + eps;
-        p[i] = p[i] * decay - step_size * (mi / denom);
-        m[i] = mi;
-        v[i] = vi;
-    }
+    adamw_update(p, g, m, v, n, (float)factor, decay, b1, omb1, b2, omb2, step_size, inv_sqrt_c2, eps);
 }
 
 // out = (loss, squared norm): the two numbers a training step reads back, in one copy.

@@ -1,8 +1,9 @@
 //! Device memory of a CUDA tensor. Half types are stored as raw 16-bit words (`u16`); kernels convert.
 
 use std::any::Any;
+use std::sync::Arc;
 
-use cudarc::driver::CudaSlice;
+use cudarc::driver::{CudaSlice, CudaStream, DriverError};
 use gato_core::{DType, Storage};
 
 /// Registered name of the CUDA backend.
@@ -44,6 +45,17 @@ impl CudaStorage {
     /// Whether empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// A copy of this buffer, queued on `stream`: the private buffer that copy-on-write gives a handle whose
+    /// storage is shared (`Tensor::storage_for_write`) before an in-place op writes it.
+    pub(crate) fn copy_on(&self, stream: &Arc<CudaStream>) -> Result<Self, DriverError> {
+        Ok(match self {
+            CudaStorage::F32(s) => CudaStorage::F32(stream.clone_dtod(s)?),
+            CudaStorage::F16(s) => CudaStorage::F16(stream.clone_dtod(s)?),
+            CudaStorage::BF16(s) => CudaStorage::BF16(stream.clone_dtod(s)?),
+            CudaStorage::U32(s) => CudaStorage::U32(stream.clone_dtod(s)?),
+        })
     }
 }
 

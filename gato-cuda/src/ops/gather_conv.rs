@@ -1,7 +1,6 @@
 //! Embedding gather and convolution ([`gato_core::GatherConvOps`]): ids are checked on the device and a bad id
 //! is reported by the next download or synchronisation.
 
-use cudarc::cublas::{sys::cublasOperation_t, Gemm};
 use cudarc::driver::PushKernelArg;
 use gato_core::{ops, Conv2dSpec, Error, GatherConvOps, Result, Shape, Tensor};
 
@@ -65,14 +64,6 @@ impl GatherConvOps for CudaBackend {
             let im2col = self.function("im2col_f32")?;
             let mut cols = self.alloc(OP, ck * p)?;
             let img = d.c * d.h * d.w;
-            let dims = ops::MatmulDims {
-                batch: 1,
-                m: d.o,
-                n: p,
-                k: ck,
-                b_batched: false,
-                out: Shape::new([d.o, p]),
-            };
             let args = [d.c, d.h, d.w, d.kh, d.kw, d.oh, d.ow, d.stride, d.pad].map(|v| v as i32);
             for i in 0..d.n {
                 let xi = xv.slice(i * img..(i + 1) * img);
@@ -84,21 +75,8 @@ impl GatherConvOps for CudaBackend {
                 // SAFETY: one image in, C·kh·kw × OH·OW columns out.
                 unsafe { l.launch(grid(ck * p)) }.map_err(|e| err(OP, e))?;
                 let mut yi = out.slice_mut(i * d.o * p..(i + 1) * d.o * p);
-                let (m_, n_, k_) = (dims.m as i32, dims.n as i32, dims.k as i32);
-                let cfg = cudarc::cublas::GemmConfig {
-                    transa: cublasOperation_t::CUBLAS_OP_N,
-                    transb: cublasOperation_t::CUBLAS_OP_N,
-                    m: n_,
-                    n: m_,
-                    k: k_,
-                    alpha: 1.0f32,
-                    lda: n_,
-                    ldb: k_,
-                    beta: 0.0f32,
-                    ldc: n_,
-                };
-                // SAFETY: cols [CK, P], w [O, CK], y [O, P] as sized above.
-                unsafe { self.blas.gemm(cfg, &cols, wv, &mut yi) }.map_err(|e| err(OP, e))?;
+                // y_i [O, P] = W [O, CK] · cols [CK, P].
+                self.gemm_rm(OP, (wv, false), (&cols, false), &mut yi, (d.o, p, ck), 0.0)?;
             }
             if let Some(b) = bias {
                 let bv = self.f32s(OP, "bias", b)?;

@@ -4,7 +4,7 @@ use cudarc::driver::PushKernelArg;
 use gato_core::{ops, Error, LayoutOps, Result, Shape, Tensor};
 
 use crate::backend::*;
-use crate::storage::{CudaStorage, CUDA_BACKEND_NAME};
+use crate::storage::CudaStorage;
 
 impl LayoutOps for CudaBackend {
     fn concat(&self, xs: &[&Tensor], axis: usize) -> Result<Tensor> {
@@ -67,23 +67,7 @@ impl LayoutOps for CudaBackend {
         const OP: &str = "slice_assign";
         let (outer, n, len, inner) = ops::slice_assign_dims(dst, src, axis, start)?;
         let src_storage = self.storage(OP, src)?;
-        let total = dst.elem_count();
-        let target = dst.storage_for_write::<CudaStorage>(OP, CUDA_BACKEND_NAME, |shared| {
-            let mut own = self.empty_like(shared.dtype(), total)?;
-            self.block_copy(
-                shared,
-                &mut own,
-                Copy2d {
-                    rows: 1,
-                    src_row: total,
-                    src_off: 0,
-                    dst_row: total,
-                    dst_off: 0,
-                    count: total,
-                },
-            )?;
-            Ok(own)
-        })?;
+        let target = self.own(OP, dst)?;
         self.block_copy(
             src_storage,
             target,

@@ -8,7 +8,7 @@ use cudarc::driver::{CudaSlice, PushKernelArg};
 use gato_core::{ops, AdamWStep, AdamWTensor, ClippedStep, Error, OptimOps, Result, Tensor};
 
 use crate::backend::*;
-use crate::storage::{CudaStorage, CUDA_BACKEND_NAME};
+use crate::storage::CudaStorage;
 
 /// Blocks (partial sums) per tensor of a sum of squares.
 const PARTIALS: usize = 64;
@@ -60,21 +60,7 @@ impl CudaBackend {
 
     /// Make `t`'s storage this handle's own (copy-on-write) and return its f32 buffer.
     fn own_f32<'a>(&self, op: &'static str, t: &'a mut Tensor) -> Result<&'a mut CudaSlice<f32>> {
-        let n = t.elem_count();
-        let storage = t.storage_for_write::<CudaStorage>(op, CUDA_BACKEND_NAME, |shared| {
-            let mut own = self.empty_like(shared.dtype(), n)?;
-            let whole = Copy2d {
-                rows: 1,
-                src_row: n,
-                src_off: 0,
-                dst_row: n,
-                dst_off: 0,
-                count: n,
-            };
-            self.block_copy(shared, &mut own, whole)?;
-            Ok(own)
-        })?;
-        match storage {
+        match self.own(op, t)? {
             CudaStorage::F32(s) => Ok(s),
             other => Err(Error::DType {
                 op,
