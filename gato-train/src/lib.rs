@@ -25,4 +25,4 @@ pub use distributed::{rendezvous, shard, Communicator, LocalCommunicator, LocalG
 pub use error::{RunResult, TrainError};
 pub use params::ParamMap;
 pub use schedule::learning_rate;
-pub use trainer::{accumulated_gradients, effective_precision, StepReport, Trainer};
+pub use trainer::{accumulated_gradients, effective_precision, step_model, StepReport, Trainer};

@@ -50,6 +50,21 @@ pub fn effective_precision(be: &dyn Backend, requested: MatmulPrecision) -> Matm
     }
 }
 
+/// The model a training step runs on `params` (a view: no weight is copied), its block weights cast to bf16 at
+/// [`MatmulPrecision::Bf16`] (mixed precision, [`Trainer::set_precision`]).
+pub fn step_model(
+    be: &dyn Backend,
+    params: &ParamMap,
+    config: &GatoConfig,
+    precision: MatmulPrecision,
+) -> Result<GatoTransformer> {
+    let mut model = GatoTransformer::new(&mut params.clone(), config)?;
+    if precision == MatmulPrecision::Bf16 {
+        model.cast_block_weights(be, DType::BF16)?;
+    }
+    Ok(model)
+}
+
 impl Trainer {
     /// Start training `model` (its parameters become the trainer's) for `total_steps` steps.
     pub fn new(model: &GatoTransformer, total_steps: usize) -> Self {
@@ -77,13 +92,9 @@ impl Trainer {
         self.precision
     }
 
-    /// The model a training step runs: [`Self::model`], its block weights cast to bf16 under mixed precision.
+    /// The model a training step runs ([`step_model`]).
     fn step_model(&self, be: &dyn Backend) -> Result<GatoTransformer> {
-        let mut model = self.model()?;
-        if self.precision == MatmulPrecision::Bf16 {
-            model.cast_block_weights(be, DType::BF16)?;
-        }
-        Ok(model)
+        step_model(be, &self.params, &self.config, self.precision)
     }
 
     /// The model the current parameters define (no weight is copied).

@@ -13,8 +13,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use gato_core::{Backend, DType, EmbeddingMode, GatoConfig, MatmulPrecision};
-use gato_train::{clip_scale, effective_precision, learning_rate, AdamW, ParamMap};
+use gato_core::{Backend, EmbeddingMode, GatoConfig, MatmulPrecision};
+use gato_train::{clip_scale, effective_precision, learning_rate, step_model, AdamW, ParamMap};
 use gato_transformer::{count_parameters, GatoTransformer};
 use serde_json::json;
 
@@ -33,14 +33,6 @@ pub fn run(
 ) -> Result<()> {
     let be = be.as_ref();
     let precision = effective_precision(be, asked);
-    // The model a step runs: the parameters viewed as a model, its block weights in bf16 under mixed precision.
-    let view = |params: &ParamMap, c: &GatoConfig| -> gato_core::Result<GatoTransformer> {
-        let mut m = GatoTransformer::new(&mut params.clone(), c)?;
-        if precision == MatmulPrecision::Bf16 {
-            m.cast_block_weights(be, DType::BF16)?;
-        }
-        Ok(m)
-    };
     let c = GatoConfig::from_name_or_path(config)?;
     super::check_range("tokens", tokens, 45, c.token_sequence_length)?;
     let threads =
@@ -64,7 +56,7 @@ pub fn run(
     // The forward alone (loss at the targets), for the split of forward+backward.
     let mut forward = f64::INFINITY;
     for _ in 0..=reps {
-        let m = view(&params, &c)?;
+        let m = step_model(be, &params, &c, precision)?;
         let s = Instant::now();
         m.loss(be, &batch)?;
         be.synchronize()?;
@@ -74,7 +66,7 @@ pub fn run(
         let s = Instant::now();
         let grads = {
             // The model view shares the parameters' storage; dropped before the in-place update.
-            let m = view(&params, &c)?;
+            let m = step_model(be, &params, &c, precision)?;
             m.loss_and_gradients(be, &batch, EmbeddingMode::Eval)?.1
         };
         be.synchronize()?;
